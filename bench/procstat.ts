@@ -1,0 +1,54 @@
+// Memory and CPU of a server process, read from /proc (Linux).
+import { readFileSync } from 'node:fs';
+
+const CLOCK_TICKS = 100; // USER_HZ; 100 on every Linux this runs on
+
+export interface ProcSampler {
+  /** highest of VmHWM and every VmRSS sample so far (bytes) */
+  peakRssBytes(): number;
+  /** user + system CPU time of the process so far (seconds) */
+  cpuSeconds(): number;
+  stop(): void;
+}
+
+/** Samples VmRSS/VmHWM every intervalMs; VmHWM (the kernel's own peak) covers spikes between samples. */
+export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
+  let peak = 0;
+  let lastCpu = 0;
+  const sample = () => {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      for (const key of ['VmRSS', 'VmHWM']) {
+        const kb = Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+        peak = Math.max(peak, kb * 1024);
+      }
+      lastCpu = readCpu(pid);
+    } catch {
+      // the process is gone: keep what was seen
+    }
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  timer.unref();
+  return {
+    peakRssBytes() {
+      sample();
+      return peak;
+    },
+    cpuSeconds() {
+      sample();
+      return lastCpu;
+    },
+    stop() {
+      sample();
+      clearInterval(timer);
+    },
+  };
+}
+
+function readCpu(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // fields after the parenthesised command name (which may contain spaces); utime and stime are fields 14 and 15
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}

@@ -1,0 +1,46 @@
+import type { Logger } from 'pino';
+import type { UpstreamConfig } from '../config/types.js';
+import type { StorageDriver } from '../storage/types.js';
+import { repoOfKey } from '../storage/keys.js';
+import type { Upstream } from '../upstream/types.js';
+import { BlobCache } from './blobs.js';
+import { ManifestCache } from './manifests.js';
+import { TagLists } from './tags.js';
+import { noopEvents, type ProxyEvents } from './events.js';
+
+export type { CacheResult, ProxyEvents } from './events.js';
+export type { BlobSource } from './blobs.js';
+export type { ManifestResult } from './manifests.js';
+
+/** An upstream client with its configuration (freshness window, allow/deny, routing). */
+export interface UpstreamHandle {
+  client: Upstream;
+  config: UpstreamConfig;
+}
+
+/** The cache policy for all upstreams over one storage. */
+export class Proxy {
+  readonly blobs: BlobCache;
+  readonly manifests: ManifestCache;
+  readonly tags: TagLists;
+
+  constructor(
+    readonly storage: StorageDriver,
+    logger: Logger,
+    events: ProxyEvents = noopEvents,
+  ) {
+    this.blobs = new BlobCache(storage, logger, events);
+    this.manifests = new ManifestCache(storage, logger, events);
+    this.tags = new TagLists(storage, logger, events);
+  }
+
+  /** Repositories present in the cache, per upstream name. */
+  async cachedRepositories(): Promise<Array<{ upstream: string; repo: string }>> {
+    const seen = new Map<string, { upstream: string; repo: string }>();
+    for await (const key of this.storage.listObjects('repositories')) {
+      const r = repoOfKey(key);
+      if (r) seen.set(`${r.upstream}/${r.repo}`, r);
+    }
+    return [...seen.values()];
+  }
+}

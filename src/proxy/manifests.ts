@@ -1,0 +1,176 @@
+import type { Logger } from 'pino';
+import { RegistryError } from '../errors.js';
+import { digestOf, isDigest } from '../oci/digest.js';
+import { manifestLinkKey, tagKey } from '../storage/keys.js';
+import type { StorageDriver } from '../storage/types.js';
+import type { Upstream } from '../upstream/types.js';
+import type { CacheResult, ProxyEvents } from './events.js';
+import { MemoryLru } from './lru.js';
+
+export interface ManifestEntry {
+  bytes: Buffer;
+  mediaType: string;
+  digest: string;
+}
+
+export interface ManifestResult extends ManifestEntry {
+  result: CacheResult;
+}
+
+interface TagRecord {
+  digest: string;
+  mediaType: string;
+  /** Last time upstream confirmed this tag → digest (ms since epoch). */
+  validatedAt: number;
+}
+
+interface ManifestLink {
+  mediaType: string;
+  size: number;
+  fetchedAt: number;
+}
+
+/** Upstream failures that justify serving what we have (stale-if-error); a 404 is an answer, not a failure. */
+function isUpstreamFailure(e: unknown): boolean {
+  return !(e instanceof RegistryError && e.status === 404);
+}
+
+/**
+ * Manifest cache policy.
+ * - By digest: immutable; served from cache, fetched once on a miss.
+ * - By tag: within the freshness window served from cache with no upstream request; after it, one upstream
+ *   HEAD revalidates and the manifest is fetched (by digest) only when the tag moved. When upstream fails,
+ *   the last known digest is served and logged as stale.
+ * Concurrent identical fetches share one upstream request.
+ */
+export class ManifestCache {
+  private readonly inflight = new Map<string, Promise<ManifestResult>>();
+  private readonly tags = new Map<string, TagRecord>();
+  private readonly memory = new MemoryLru<ManifestEntry>(64 * 1024 * 1024, (e) => e.bytes.length);
+
+  constructor(
+    private readonly storage: StorageDriver,
+    private readonly logger: Logger,
+    private readonly events: ProxyEvents,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async get(upstream: Upstream, freshnessMs: number, repo: string, ref: string): Promise<ManifestResult> {
+    const key = `${upstream.name}/${repo}@${ref}`;
+    const running = this.inflight.get(key);
+    if (running) {
+      this.events.coalesced('manifest');
+      return running;
+    }
+    const p = isDigest(ref) ? this.byDigest(upstream, repo, ref) : this.byTag(upstream, freshnessMs, repo, ref);
+    this.inflight.set(key, p);
+    try {
+      return await p;
+    } finally {
+      this.inflight.delete(key);
+    }
+  }
+
+  /** A cached manifest, no upstream involved. */
+  async cached(upstreamName: string, repo: string, digest: string): Promise<ManifestEntry | undefined> {
+    const mkey = `${upstreamName}/${repo}@${digest}`;
+    const mem = this.memory.get(mkey);
+    if (mem) return mem;
+    const linkBuf = await this.storage.getObject(manifestLinkKey(upstreamName, repo, digest));
+    if (!linkBuf) return undefined;
+    const link = JSON.parse(linkBuf.toString('utf8')) as ManifestLink;
+    const stream = await this.storage.readBlob(digest).catch(() => undefined);
+    if (!stream) return undefined;
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    const bytes = Buffer.concat(chunks);
+    if (digestOf(bytes, digest.startsWith('sha512:') ? 'sha512' : 'sha256') !== digest) {
+      this.logger.error({ digest, repo }, 'cached manifest does not match its digest; ignoring it');
+      return undefined;
+    }
+    const entry = { bytes, mediaType: link.mediaType, digest };
+    this.memory.set(mkey, entry);
+    return entry;
+  }
+
+  private async byDigest(upstream: Upstream, repo: string, digest: string): Promise<ManifestResult> {
+    const hit = await this.cached(upstream.name, repo, digest);
+    if (hit) return { ...hit, result: 'hit' };
+    const m = await upstream.getManifest(repo, digest);
+    await this.store(upstream.name, repo, m);
+    return { ...m, result: 'miss' };
+  }
+
+  private async byTag(upstream: Upstream, freshnessMs: number, repo: string, tag: string): Promise<ManifestResult> {
+    const tkey = tagKey(upstream.name, repo, tag);
+    const rec = await this.tagRecord(tkey);
+    const cached = rec ? await this.cached(upstream.name, repo, rec.digest) : undefined;
+    if (rec && cached && this.now() - rec.validatedAt < freshnessMs) return { ...cached, result: 'hit' };
+
+    let head;
+    try {
+      head = await upstream.headManifest(repo, tag);
+    } catch (e) {
+      if (cached && isUpstreamFailure(e)) return this.stale(upstream.name, repo, tag, cached, e);
+      throw e;
+    }
+    if (cached && head.digest === cached.digest) {
+      await this.saveTag(tkey, { digest: head.digest, mediaType: cached.mediaType, validatedAt: this.now() });
+      return { ...cached, result: 'revalidated' };
+    }
+    let m: ManifestResult;
+    try {
+      m = await this.byDigest(upstream, repo, head.digest);
+    } catch (e) {
+      if (cached && isUpstreamFailure(e)) return this.stale(upstream.name, repo, tag, cached, e);
+      throw e;
+    }
+    await this.saveTag(tkey, { digest: m.digest, mediaType: m.mediaType, validatedAt: this.now() });
+    return { ...m, result: m.result === 'hit' ? 'revalidated' : 'miss' };
+  }
+
+  private stale(upstreamName: string, repo: string, tag: string, cached: ManifestEntry, e: unknown): ManifestResult {
+    const reason = e instanceof RegistryError ? e.code : 'error';
+    this.events.staleServed(upstreamName, 'manifest', reason);
+    this.logger.warn(
+      { upstream: upstreamName, repo, tag, digest: cached.digest, reason: (e as Error).message },
+      'upstream failed; serving cached (stale) manifest for tag',
+    );
+    return { ...cached, result: 'stale' };
+  }
+
+  private async tagRecord(tkey: string): Promise<TagRecord | undefined> {
+    const mem = this.tags.get(tkey);
+    if (mem) return mem;
+    const buf = await this.storage.getObject(tkey);
+    if (!buf) return undefined;
+    try {
+      const rec = JSON.parse(buf.toString('utf8')) as TagRecord;
+      this.tags.set(tkey, rec);
+      return rec;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async saveTag(tkey: string, rec: TagRecord): Promise<void> {
+    this.tags.set(tkey, rec);
+    await this.storage.putObject(tkey, Buffer.from(JSON.stringify(rec)));
+  }
+
+  private async store(upstreamName: string, repo: string, m: ManifestEntry): Promise<void> {
+    if (!(await this.storage.statBlob(m.digest))) {
+      const w = await this.storage.createBlobWriter(m.digest);
+      try {
+        await w.write(m.bytes);
+      } catch (e) {
+        await w.abort();
+        throw e;
+      }
+      await w.commit();
+    }
+    const link: ManifestLink = { mediaType: m.mediaType, size: m.bytes.length, fetchedAt: this.now() };
+    await this.storage.putObject(manifestLinkKey(upstreamName, repo, m.digest), Buffer.from(JSON.stringify(link)));
+    this.memory.set(`${upstreamName}/${repo}@${m.digest}`, { bytes: m.bytes, mediaType: m.mediaType, digest: m.digest });
+  }
+}

@@ -1,0 +1,62 @@
+import type { Logger } from 'pino';
+import { RegistryError } from '../errors.js';
+import { repoPrefix, tagListKey } from '../storage/keys.js';
+import type { StorageDriver } from '../storage/types.js';
+import type { Upstream } from '../upstream/types.js';
+import type { CacheResult, ProxyEvents } from './events.js';
+
+interface TagList {
+  tags: string[];
+  fetchedAt: number;
+}
+
+/**
+ * Tag lists: asked upstream (within the freshness window the last answer is reused); when upstream
+ * fails, the last answer is served, else the tags this cache holds.
+ */
+export class TagLists {
+  private readonly inflight = new Map<string, Promise<{ tags: string[]; result: CacheResult }>>();
+
+  constructor(
+    private readonly storage: StorageDriver,
+    private readonly logger: Logger,
+    private readonly events: ProxyEvents,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async list(upstream: Upstream, freshnessMs: number, repo: string): Promise<{ tags: string[]; result: CacheResult }> {
+    const key = `${upstream.name}/${repo}`;
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.fetch(upstream, freshnessMs, repo).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private async fetch(upstream: Upstream, freshnessMs: number, repo: string): Promise<{ tags: string[]; result: CacheResult }> {
+    const lkey = tagListKey(upstream.name, repo);
+    const saved = await this.storage.getObject(lkey);
+    const last = saved ? (JSON.parse(saved.toString('utf8')) as TagList) : undefined;
+    if (last && this.now() - last.fetchedAt < freshnessMs) return { tags: last.tags, result: 'hit' };
+    try {
+      const tags = await upstream.listTags(repo);
+      await this.storage.putObject(lkey, Buffer.from(JSON.stringify({ tags, fetchedAt: this.now() } satisfies TagList)));
+      return { tags, result: 'miss' };
+    } catch (e) {
+      if (e instanceof RegistryError && e.status === 404) throw e;
+      const tags = last?.tags ?? (await this.cachedTags(upstream.name, repo));
+      if (!tags.length && !last) throw e;
+      this.events.staleServed(upstream.name, 'tags', e instanceof RegistryError ? e.code : 'error');
+      this.logger.warn({ upstream: upstream.name, repo, reason: (e as Error).message }, 'upstream failed; serving cached tag list');
+      return { tags, result: 'stale' };
+    }
+  }
+
+  private async cachedTags(upstreamName: string, repo: string): Promise<string[]> {
+    const prefix = `${repoPrefix(upstreamName, repo)}/_tags`;
+    const tags: string[] = [];
+    for await (const k of this.storage.listObjects(prefix)) tags.push(k.slice(prefix.length + 1));
+    return tags;
+  }
+}

@@ -1,0 +1,176 @@
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../errors.js';
+import { isDigest } from '../oci/digest.js';
+import { isValidTag } from '../oci/names.js';
+import type { CacheResult, Proxy } from '../proxy/index.js';
+import { parseRange } from './range.js';
+import { parseRoute } from './routes.js';
+import type { RouteContext, UpstreamRouter } from './router.js';
+
+export interface ApiRequest {
+  method: string;
+  pathname: string;
+  query: URLSearchParams;
+  range?: string;
+  ifNoneMatch?: string;
+  ctx: RouteContext;
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** Buffer, or a stream factory (opened only for GET, after the status is decided). */
+  body?: Buffer | (() => Promise<Readable> | Readable);
+  cache?: CacheResult;
+  repo?: string;
+  upstream?: string;
+}
+
+const API_HEADERS = { 'Docker-Distribution-API-Version': 'registry/2.0' };
+const READ_METHODS = new Set(['GET', 'HEAD']);
+const DEFAULT_PAGE = 1000;
+
+function json(status: number, value: unknown, extra: Record<string, string> = {}): ApiResponse {
+  const body = Buffer.from(JSON.stringify(value));
+  return {
+    status,
+    headers: { ...API_HEADERS, 'Content-Type': 'application/json', 'Content-Length': String(body.length), ...extra },
+    body,
+  };
+}
+
+/** `n`/`last` pagination over a sorted list, as distribution does, with a Link header for the next page. */
+function paginate(items: string[], query: URLSearchParams, linkBase: string): { page: string[]; link?: string } {
+  const nRaw = query.get('n');
+  let n = DEFAULT_PAGE;
+  if (nRaw !== null) {
+    if (!/^\d{1,9}$/.test(nRaw)) throw new RegistryError('PAGINATION_NUMBER_INVALID', 'invalid number of results requested');
+    n = Number(nRaw);
+  }
+  const last = query.get('last');
+  const sorted = [...items].sort();
+  const from = last ? sorted.findIndex((t) => t > last) : 0;
+  const rest = from < 0 ? [] : sorted.slice(from);
+  const page = rest.slice(0, n);
+  if (rest.length > n && page.length > 0) {
+    const next = new URLSearchParams({ n: String(n), last: page[page.length - 1]! });
+    return { page, link: `<${linkBase}?${next.toString()}>; rel="next"` };
+  }
+  return { page };
+}
+
+/** The read side of the OCI distribution API over the cache policy. */
+export class RegistryApi {
+  constructor(
+    private readonly proxy: Proxy,
+    private readonly router: UpstreamRouter,
+  ) {}
+
+  async handle(req: ApiRequest): Promise<ApiResponse | undefined> {
+    const route = parseRoute(req.pathname);
+    if (!route) return undefined;
+    if (!READ_METHODS.has(req.method)) {
+      throw new RegistryError('UNSUPPORTED', 'this registry is a read-only pull-through cache', {
+        headers: { Allow: 'GET, HEAD' },
+      });
+    }
+    switch (route.kind) {
+      case 'base':
+        return json(200, {});
+      case 'catalog':
+        return this.catalog(req);
+      case 'upload':
+        throw new RegistryError('UNSUPPORTED', 'this registry is a read-only pull-through cache');
+      case 'manifest':
+        return this.manifest(req, route.name, route.reference);
+      case 'blob':
+        return this.blob(req, route.name, route.digest);
+      case 'tags':
+        return this.tagList(req, route.name);
+      case 'referrers':
+        throw new RegistryError('UNSUPPORTED', 'the referrers API is not supported by this mirror yet');
+    }
+  }
+
+  private async manifest(req: ApiRequest, name: string, reference: string): Promise<ApiResponse> {
+    if (!isDigest(reference) && !isValidTag(reference)) {
+      if (reference.includes(':')) throw new RegistryError('DIGEST_INVALID', 'invalid digest', { detail: { reference } });
+      throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { detail: { reference } });
+    }
+    const { upstream, repo } = this.router.resolve(name, req.ctx);
+    const m = await this.proxy.manifests.get(upstream.client, upstream.config.freshnessMs, repo, reference);
+    const etag = `"${m.digest}"`;
+    const headers = {
+      ...API_HEADERS,
+      'Content-Type': m.mediaType,
+      'Content-Length': String(m.bytes.length),
+      'Docker-Content-Digest': m.digest,
+      ETag: etag,
+    };
+    const base = { cache: m.result, repo, upstream: upstream.config.name };
+    if (req.ifNoneMatch && req.ifNoneMatch.split(',').some((t) => t.trim() === etag)) {
+      const { ['Content-Length']: _omit, ...rest } = headers;
+      return { status: 304, headers: rest, ...base };
+    }
+    return { status: 200, headers, body: m.bytes, ...base };
+  }
+
+  private async blob(req: ApiRequest, name: string, digest: string): Promise<ApiResponse> {
+    if (!isDigest(digest)) throw new RegistryError('DIGEST_INVALID', 'invalid digest', { detail: { digest } });
+    const { upstream, repo } = this.router.resolve(name, req.ctx);
+    const common = {
+      ...API_HEADERS,
+      'Docker-Content-Digest': digest,
+      ETag: `"${digest}"`,
+      'Accept-Ranges': 'bytes',
+      'Cache-Control': 'max-age=31536000',
+    };
+    const base = { repo, upstream: upstream.config.name };
+    if (req.method === 'HEAD') {
+      const st = await this.proxy.blobs.stat(upstream.client, repo, digest);
+      return {
+        status: 200,
+        headers: { ...common, 'Content-Type': 'application/octet-stream', 'Content-Length': String(st.size) },
+        cache: st.result,
+        ...base,
+      };
+    }
+    const src = await this.proxy.blobs.get(upstream.client, repo, digest);
+    const size = src.size;
+    const range = size === null ? undefined : parseRange(req.range, size);
+    const headers: Record<string, string> = { ...common, 'Content-Type': 'application/octet-stream' };
+    let status = 200;
+    if (range && size !== null) {
+      status = 206;
+      headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`;
+      headers['Content-Length'] = String(range.end - range.start + 1);
+    } else if (size !== null) {
+      headers['Content-Length'] = String(size);
+    }
+    return {
+      status,
+      headers,
+      body: () => src.open(range),
+      cache: src.result,
+      ...base,
+    };
+  }
+
+  private async tagList(req: ApiRequest, name: string): Promise<ApiResponse> {
+    const { upstream, repo } = this.router.resolve(name, req.ctx);
+    const { tags, result } = await this.proxy.tags.list(upstream.client, upstream.config.freshnessMs, repo);
+    const { page, link } = paginate(tags, req.query, `/v2/${name}/tags/list`);
+    const res = json(200, { name, tags: page }, link ? { Link: link } : {});
+    return { ...res, cache: result, repo, upstream: upstream.config.name };
+  }
+
+  private async catalog(req: ApiRequest): Promise<ApiResponse> {
+    const names: string[] = [];
+    for (const { upstream, repo } of await this.proxy.cachedRepositories()) {
+      const n = this.router.publicName(upstream, repo);
+      if (n) names.push(n);
+    }
+    const { page, link } = paginate(names, req.query, '/v2/_catalog');
+    return json(200, { repositories: page }, link ? { Link: link } : {});
+  }
+}

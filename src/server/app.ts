@@ -1,0 +1,93 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { Proxy, type UpstreamHandle } from '../proxy/index.js';
+import { RegistryApi } from '../registry/api.js';
+import { UpstreamRouter } from '../registry/router.js';
+import { openStorage, type StorageDriver } from '../storage/index.js';
+import { createUpstream } from '../upstream/index.js';
+import { createHandler } from './handler.js';
+import { parseAddr } from './addr.js';
+
+export interface RunningApp {
+  /** Bound addresses: main listener first, then per-upstream listeners. */
+  urls: string[];
+  storage: StorageDriver;
+  proxy: Proxy;
+  /** Stops accepting, drains in-flight requests (up to http.draintimeout), closes everything. */
+  close(): Promise<void>;
+}
+
+function listen(server: http.Server, addr: string): Promise<string> {
+  const { host, port } = parseAddr(addr);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      resolve(`http://${h === '[::]' || h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
+    });
+  });
+}
+
+export async function startApp(config: Config, logger: Logger): Promise<RunningApp> {
+  const storage = await openStorage(config.storage);
+  const removed = await storage.cleanup();
+  if (removed > 0) logger.info({ removed }, 'removed leftovers of interrupted downloads');
+
+  const upstreams: UpstreamHandle[] = config.upstreams.map((u) => ({
+    config: u,
+    client: createUpstream(u, { logger: logger.child({ upstream: u.name }) }),
+  }));
+  const router = new UpstreamRouter(upstreams);
+  const proxy = new Proxy(storage, logger);
+  const api = new RegistryApi(proxy, router);
+
+  const base = {
+    api,
+    logger,
+    headers: config.http.headers,
+    accessLog: !config.log.accesslog.disabled,
+  };
+  const servers: http.Server[] = [];
+  const urls: string[] = [];
+  const listeners: Array<{ addr: string; upstream?: string }> = [
+    { addr: config.http.addr },
+    ...config.upstreams.filter((u) => u.addr).map((u) => ({ addr: u.addr!, upstream: u.name })),
+  ];
+  try {
+    for (const l of listeners) {
+      const server = http.createServer(
+        { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 16 * 1024 },
+        createHandler({ ...base, listenerUpstream: l.upstream }),
+      );
+      servers.push(server);
+      urls.push(await listen(server, l.addr));
+      logger.info({ addr: l.addr, upstream: l.upstream ?? config.upstreams[0]!.name }, 'listening');
+    }
+  } catch (e) {
+    for (const s of servers) s.close();
+    await storage.close();
+    throw e;
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    const drained = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const s of servers) s.closeIdleConnections();
+    const timer = new Promise<void>((r) => setTimeout(r, config.http.draintimeoutMs).unref());
+    await Promise.race([drained, timer]);
+    for (const s of servers) s.closeAllConnections();
+    await Promise.race([proxy.blobs.drain(), timer]);
+    await Promise.all(upstreams.map((u) => u.client.close()));
+    await storage.close();
+  };
+  return {
+    urls,
+    storage,
+    proxy,
+    close: () => (closing ??= close()),
+  };
+}

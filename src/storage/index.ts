@@ -1,0 +1,23 @@
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { RegistryError } from '../errors.js';
+import type { StorageConfig } from '../config/types.js';
+import { FilesystemStorage } from './filesystem.js';
+import type { StorageDriver } from './types.js';
+
+export type { StorageDriver, BlobWriter, ByteRange } from './types.js';
+
+/** Opens the configured storage driver. `inmemory` is an ephemeral directory removed on close (tests, trials). */
+export async function openStorage(cfg: StorageConfig): Promise<StorageDriver> {
+  switch (cfg.driver) {
+    case 'filesystem':
+      return FilesystemStorage.open(cfg.rootdirectory);
+    case 'inmemory': {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'regcache-inmemory-'));
+      return FilesystemStorage.open(dir, { ephemeral: true });
+    }
+    case 's3':
+      throw new RegistryError('UNSUPPORTED', 'storage.s3 is not implemented yet');
+  }
+}

@@ -1,0 +1,166 @@
+import type { Logger } from 'pino';
+import { RegistryError } from '../errors.js';
+import { readLimited } from './body.js';
+import { parseChallenges } from './challenge.js';
+import { describe } from './failures.js';
+import type { Transport } from './transport.js';
+
+export interface AuthOptions {
+  /** Upstream name for messages. */
+  name: string;
+  /** The upstream's own host name: credentials may go there. */
+  upstreamHost: string;
+  /** Other host names trusted with credentials for token requests. */
+  authHosts: string[];
+  username?: string;
+  password?: string;
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+const DEFAULT_EXPIRES_IN_S = 60;
+const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
+
+/** `repository:<repo>:pull`, the scope of every request we make. */
+export function pullScope(repo: string): string {
+  return `repository:${repo}:pull`;
+}
+
+/**
+ * Authorization for one upstream. Learns the scheme from 401 challenges: Basic (then sent
+ * preemptively) or Bearer (token from the realm, cached per scope until shortly before expiry,
+ * fetched preemptively for new scopes once the realm is known).
+ */
+export class Authenticator {
+  private basic = false;
+  private bearer: { realm: URL; service?: string } | undefined;
+  private readonly tokens = new Map<string, CachedToken>();
+  private readonly inflight = new Map<string, Promise<string>>();
+  private readonly warnedRealms = new Set<string>();
+
+  constructor(
+    private readonly opts: AuthOptions,
+    private readonly transport: Transport,
+    private readonly logger: Logger,
+  ) {}
+
+  private get hasCredentials(): boolean {
+    return this.opts.username !== undefined && this.opts.username !== '' && this.opts.password !== undefined;
+  }
+
+  private basicHeader(): string {
+    return 'Basic ' + Buffer.from(`${this.opts.username}:${this.opts.password}`).toString('base64');
+  }
+
+  /** The Authorization header for a request in `scope`, if we know how to authenticate yet. */
+  async authorization(scope: string, signal?: AbortSignal): Promise<string | undefined> {
+    if (this.bearer) return `Bearer ${await this.token(scope, signal)}`;
+    if (this.basic && this.hasCredentials) return this.basicHeader();
+    return undefined;
+  }
+
+  /**
+   * Called with the WWW-Authenticate of a 401. Returns true when a retry with fresh authorization
+   * may succeed (a Bearer challenge, or a Basic challenge for which we have credentials not yet sent).
+   */
+  onUnauthorized(wwwAuthenticate: string | string[] | undefined, scope: string, sentBasic: boolean): boolean {
+    const challenges = parseChallenges(wwwAuthenticate);
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    if (bearer) {
+      const realm = parseRealm(bearer.params.realm);
+      if (!realm) {
+        throw new RegistryError('UNAUTHORIZED', `upstream ${this.opts.name}: bearer challenge without a usable realm`, {
+          detail: { upstream: this.opts.name },
+        });
+      }
+      this.bearer = { realm, service: bearer.params.service };
+      this.tokens.delete(scope);
+      return true;
+    }
+    if (challenges.some((c) => c.scheme === 'basic') && this.hasCredentials && !sentBasic) {
+      this.basic = true;
+      return true;
+    }
+    return false;
+  }
+
+  private async token(scope: string, signal?: AbortSignal): Promise<string> {
+    const cached = this.tokens.get(scope);
+    if (cached && cached.expiresAt > Date.now()) return cached.token;
+    let pending = this.inflight.get(scope);
+    if (!pending) {
+      pending = this.fetchToken(scope, signal).finally(() => this.inflight.delete(scope));
+      this.inflight.set(scope, pending);
+    }
+    return pending;
+  }
+
+  private mayReceiveCredentials(host: string): boolean {
+    const h = host.toLowerCase();
+    return h === this.opts.upstreamHost.toLowerCase() || this.opts.authHosts.some((a) => a.toLowerCase() === h);
+  }
+
+  private async fetchToken(scope: string, signal?: AbortSignal): Promise<string> {
+    const { realm, service } = this.bearer!;
+    const url = new URL(realm);
+    if (service !== undefined) url.searchParams.set('service', service);
+    url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'regcache' };
+    if (this.hasCredentials) {
+      if (this.mayReceiveCredentials(url.hostname)) {
+        headers.authorization = this.basicHeader();
+      } else if (!this.warnedRealms.has(url.host)) {
+        this.warnedRealms.add(url.host);
+        this.logger.warn(
+          { realm: url.origin + url.pathname },
+          'token realm host is neither the upstream host nor in authhosts: requesting token anonymously',
+        );
+      }
+    }
+    const where = `upstream ${this.opts.name}: token request to ${url.host}`;
+    const fail = (code: 'UNAUTHORIZED' | 'DENIED' | 'UNAVAILABLE', why: string, cause?: unknown) =>
+      new RegistryError(code, `${where} ${why}`, { detail: { upstream: this.opts.name }, cause });
+
+    let res;
+    try {
+      res = await this.transport.send({ method: 'GET', url, headers, signal });
+    } catch (err) {
+      if (signal?.aborted || err instanceof RegistryError) throw err;
+      throw fail('UNAVAILABLE', `failed: ${describe(err)}`, err);
+    }
+    if (res.status !== 200) {
+      await res.body.dump();
+      throw fail(res.status === 403 ? 'DENIED' : 'UNAUTHORIZED', `returned ${res.status}`);
+    }
+    let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      const bytes = await readLimited(res.body, MAX_TOKEN_RESPONSE_BYTES, null);
+      parsed = JSON.parse(bytes.toString('utf8'));
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw fail('UNAUTHORIZED', 'returned an unreadable response', err);
+    }
+    const token = typeof parsed.token === 'string' && parsed.token ? parsed.token : parsed.access_token;
+    if (typeof token !== 'string' || token === '') throw fail('UNAUTHORIZED', 'returned no token');
+    const expiresIn =
+      typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_EXPIRES_IN_S;
+    // Renew shortly before expiry: 10 s early, or a quarter early for short-lived tokens.
+    const lifetimeS = expiresIn - Math.min(10, expiresIn / 4);
+    this.tokens.set(scope, { token, expiresAt: Date.now() + lifetimeS * 1000 });
+    this.logger.debug({ scope, expiresIn }, 'upstream token obtained');
+    return token;
+  }
+}
+
+function parseRealm(realm: string | undefined): URL | undefined {
+  if (!realm) return undefined;
+  try {
+    const u = new URL(realm);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,251 @@
+import type { Logger } from 'pino';
+import type { UpstreamConfig } from '../config/types.js';
+import { RegistryError } from '../errors.js';
+import { digestOf, parseDigest } from '../oci/digest.js';
+import {
+  detectManifestMediaType,
+  isManifestMediaType,
+  MAX_MANIFEST_BYTES,
+  stripParams,
+  UPSTREAM_MANIFEST_ACCEPT,
+} from '../oci/mediatypes.js';
+import { Authenticator, pullScope } from './auth.js';
+import { BodyTooLargeError, parseContentLength, readLimited } from './body.js';
+import { DOCKER_HUB_AUTH_HOST, isDockerHubHost, normalizeRepo } from './dockerhub.js';
+import { isAbort, networkError, statusError, type Resource } from './failures.js';
+import { RateLimitTracker } from './ratelimit.js';
+import { header, Transport, type UpstreamResponse } from './transport.js';
+import type { BlobResponse, ManifestHead, ManifestResponse, RateLimitInfo, Upstream } from './types.js';
+
+const USER_AGENT = 'regcache/0.1';
+const MAX_TAG_PAGES = 100;
+const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024;
+
+export interface UpstreamDeps {
+  logger: Logger;
+}
+
+export function createUpstream(cfg: UpstreamConfig, deps: UpstreamDeps): Upstream {
+  const logger = deps.logger.bindings().upstream === undefined ? deps.logger.child({ upstream: cfg.name }) : deps.logger;
+  return new UpstreamClient(cfg, logger);
+}
+
+class UpstreamClient implements Upstream {
+  readonly name: string;
+  private readonly base: string;
+  private readonly transport: Transport;
+  private readonly auth: Authenticator;
+  private readonly rate: RateLimitTracker;
+
+  constructor(
+    private readonly cfg: UpstreamConfig,
+    private readonly logger: Logger,
+  ) {
+    this.name = cfg.name;
+    const remote = new URL(cfg.remoteurl);
+    this.base = remote.origin + remote.pathname.replace(/\/+$/, '');
+    this.transport = new Transport(
+      {
+        name: cfg.name,
+        timeouts: cfg.timeouts,
+        connections: cfg.connections,
+        ca: cfg.ca,
+        insecureSkipVerify: cfg.insecureSkipVerify,
+      },
+      logger,
+    );
+    const authHosts = [...cfg.authhosts];
+    if (isDockerHubHost(remote.hostname)) authHosts.push(DOCKER_HUB_AUTH_HOST);
+    this.auth = new Authenticator(
+      { name: cfg.name, upstreamHost: remote.hostname, authHosts, username: cfg.username, password: cfg.password },
+      this.transport,
+      logger,
+    );
+    this.rate = new RateLimitTracker(logger);
+  }
+
+  normalizeRepo(repo: string): string {
+    return normalizeRepo(repo, this.cfg.dockerHub);
+  }
+
+  rateLimit(): RateLimitInfo | undefined {
+    return this.rate.current();
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  async headManifest(repo: string, ref: string, signal?: AbortSignal): Promise<ManifestHead> {
+    repo = this.normalizeRepo(repo);
+    const what = `HEAD manifest ${repo}${refSuffix(ref)}`;
+    const res = await this.call('HEAD', this.url(repo, 'manifests', ref), repo, { accept: UPSTREAM_MANIFEST_ACCEPT }, what, signal);
+    await res.body.dump();
+    this.checkStatus(res, 'manifest', what);
+    this.rate.record((n) => header(res, n));
+    const contentType = header(res, 'content-type');
+    const size = parseContentLength(header(res, 'content-length'));
+    let digest = header(res, 'docker-content-digest');
+    if (!digest && parseDigest(ref)) digest = ref;
+    if (!digest || size === null || !isManifestMediaType(contentType)) {
+      // Some registries omit these on HEAD: ask for the manifest itself.
+      const m = await this.getManifest(repo, ref, signal);
+      return { digest: m.digest, mediaType: m.mediaType, size: m.bytes.length };
+    }
+    if (parseDigest(ref) && digest !== ref) {
+      throw new RegistryError('UPSTREAM_ERROR', `upstream ${this.name}: ${what} answered digest ${digest}`, {
+        detail: { upstream: this.name },
+      });
+    }
+    return { digest, mediaType: stripParams(contentType!), size };
+  }
+
+  async getManifest(repo: string, ref: string, signal?: AbortSignal): Promise<ManifestResponse> {
+    repo = this.normalizeRepo(repo);
+    const what = `GET manifest ${repo}${refSuffix(ref)}`;
+    const res = await this.call('GET', this.url(repo, 'manifests', ref), repo, { accept: UPSTREAM_MANIFEST_ACCEPT }, what, signal);
+    if (res.status !== 200) {
+      await res.body.dump();
+      this.checkStatus(res, 'manifest', what);
+      throw this.bad(what, `returned ${res.status}`);
+    }
+    this.rate.record((n) => header(res, n));
+    const bytes = await this.readBody(res, MAX_MANIFEST_BYTES, what, signal);
+    const contentType = header(res, 'content-type');
+    const mediaType = detectManifestMediaType(bytes, contentType);
+    if (!mediaType) throw this.bad(what, `returned a body that is not a manifest (content-type ${contentType ?? 'none'})`);
+    const wanted = parseDigest(ref);
+    const digest = digestOf(bytes, wanted?.algorithm ?? 'sha256');
+    if (wanted && digest !== wanted.digest) throw this.bad(what, `returned content with digest ${digest}`);
+    const claimed = header(res, 'docker-content-digest');
+    if (!wanted && claimed && claimed.startsWith('sha256:') && claimed !== digest) {
+      this.logger.warn({ repo, ref, claimed, digest }, 'upstream Docker-Content-Digest differs from the manifest bytes');
+    }
+    return { bytes, mediaType, digest };
+  }
+
+  async headBlob(repo: string, digest: string, signal?: AbortSignal): Promise<{ size: number }> {
+    repo = this.normalizeRepo(repo);
+    const what = `HEAD blob ${repo}@${digest}`;
+    const res = await this.call('HEAD', this.url(repo, 'blobs', digest), repo, {}, what, signal);
+    await res.body.dump();
+    this.checkStatus(res, 'blob', what);
+    const size = parseContentLength(header(res, 'content-length'));
+    if (size === null) throw this.bad(what, 'answered without Content-Length');
+    return { size };
+  }
+
+  async getBlob(repo: string, digest: string, signal?: AbortSignal): Promise<BlobResponse> {
+    repo = this.normalizeRepo(repo);
+    const what = `GET blob ${repo}@${digest}`;
+    const res = await this.call('GET', this.url(repo, 'blobs', digest), repo, {}, what, signal);
+    if (res.status !== 200) {
+      await res.body.dump();
+      this.checkStatus(res, 'blob', what);
+      throw this.bad(what, `returned ${res.status}`);
+    }
+    // undici errors this stream on reset, on fewer bytes than Content-Length and after idleMs of silence.
+    return { size: parseContentLength(header(res, 'content-length')), body: res.body };
+  }
+
+  async listTags(repo: string, signal?: AbortSignal): Promise<string[]> {
+    repo = this.normalizeRepo(repo);
+    const what = `GET tags ${repo}`;
+    const tags: string[] = [];
+    let url: URL | undefined = this.url(repo, 'tags');
+    for (let page = 0; url; page++) {
+      if (page >= MAX_TAG_PAGES) throw this.bad(what, `paginates beyond ${MAX_TAG_PAGES} pages`);
+      const res = await this.call('GET', url, repo, { accept: 'application/json' }, what, signal);
+      if (res.status !== 200) {
+        await res.body.dump();
+        this.checkStatus(res, 'tags', what);
+        throw this.bad(what, `returned ${res.status}`);
+      }
+      const bytes = await this.readBody(res, MAX_TAGS_PAGE_BYTES, what, signal);
+      let doc: { tags?: unknown };
+      try {
+        doc = JSON.parse(bytes.toString('utf8'));
+      } catch (err) {
+        throw this.bad(what, 'returned invalid JSON', err);
+      }
+      if (doc.tags != null && !Array.isArray(doc.tags)) throw this.bad(what, 'returned no tag list');
+      for (const t of (doc.tags as unknown[] | null | undefined) ?? []) if (typeof t === 'string') tags.push(t);
+      url = nextLink(header(res, 'link'), res.url);
+      if (url && url.origin !== res.url.origin) throw this.bad(what, 'paginates to another origin');
+    }
+    return tags;
+  }
+
+  private url(repo: string, kind: 'manifests' | 'blobs' | 'tags', ref?: string): URL {
+    return new URL(kind === 'tags' ? `${this.base}/v2/${repo}/tags/list` : `${this.base}/v2/${repo}/${kind}/${ref}`);
+  }
+
+  /** One request with authorization; after a 401 learns the challenge and retries once. Returns any status. */
+  private async call(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    repo: string,
+    extraHeaders: Record<string, string>,
+    what: string,
+    signal: AbortSignal | undefined,
+  ): Promise<UpstreamResponse> {
+    const scope = pullScope(repo);
+    const attempt = async () => {
+      const authorization = await this.auth.authorization(scope, signal);
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...extraHeaders };
+      if (authorization) headers.authorization = authorization;
+      try {
+        const res = await this.transport.send({ method, url, headers, signal });
+        return { res, sentBasic: authorization?.startsWith('Basic ') ?? false };
+      } catch (err) {
+        throw this.failure(what, err, signal);
+      }
+    };
+    const first = await attempt();
+    if (first.res.status !== 401) return first.res;
+    if (!this.auth.onUnauthorized(first.res.headers['www-authenticate'], scope, first.sentBasic)) return first.res;
+    await first.res.body.dump();
+    return (await attempt()).res;
+  }
+
+  /** Throws the RegistryError for a non-2xx status. */
+  private checkStatus(res: UpstreamResponse, resource: Resource, what: string): void {
+    if (res.status >= 200 && res.status < 300) return;
+    throw statusError(this.name, what, resource, res.status, header(res, 'retry-after'));
+  }
+
+  private async readBody(res: UpstreamResponse, limit: number, what: string, signal?: AbortSignal): Promise<Buffer> {
+    try {
+      return await readLimited(res.body, limit, parseContentLength(header(res, 'content-length')));
+    } catch (err) {
+      if (err instanceof BodyTooLargeError) throw this.bad(what, `returned more than ${limit} bytes`);
+      throw this.failure(what, err, signal);
+    }
+  }
+
+  private failure(what: string, err: unknown, signal?: AbortSignal): unknown {
+    if (isAbort(err, signal)) return signal?.aborted ? (signal.reason ?? err) : err;
+    return networkError(this.name, what, err);
+  }
+
+  private bad(what: string, why: string, cause?: unknown): RegistryError {
+    return new RegistryError('UPSTREAM_ERROR', `upstream ${this.name}: ${what} ${why}`, {
+      detail: { upstream: this.name },
+      cause,
+    });
+  }
+}
+
+function refSuffix(ref: string): string {
+  return parseDigest(ref) ? `@${ref}` : `:${ref}`;
+}
+
+/** The `rel="next"` target of a Link header, resolved against the current URL. */
+export function nextLink(link: string | undefined, current: URL): URL | undefined {
+  if (!link) return undefined;
+  for (const part of link.split(/,(?=\s*<)/)) {
+    const m = /^\s*<([^>]*)>(.*)$/.exec(part);
+    if (m && /;\s*rel\s*=\s*"?next"?/i.test(m[2]!)) return new URL(m[1]!, current);
+  }
+  return undefined;
+}

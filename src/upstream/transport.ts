@@ -1,0 +1,161 @@
+import { readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import { rootCertificates } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { Agent, type Dispatcher } from 'undici';
+import { RegistryError } from '../errors.js';
+import type { UpstreamTimeouts } from '../config/types.js';
+
+/**
+ * HTTP for one upstream: a keep-alive undici Agent (HTTP/1.1, `connections` sockets per origin,
+ * connect/headers/idle timeouts, private CA), retries with backoff for idempotent requests that
+ * have not produced a body yet, and manual redirects that never carry Authorization to another origin.
+ */
+export interface TransportOptions {
+  /** Upstream name for messages. */
+  name: string;
+  timeouts: UpstreamTimeouts;
+  connections: number;
+  /** PEM bundle file trusted in addition to the system CAs. */
+  ca?: string;
+  insecureSkipVerify: boolean;
+  /** Delays before attempts 2, 3, ... (default 100 ms, 400 ms). */
+  retryDelaysMs?: number[];
+}
+
+export interface SendRequest {
+  method: 'GET' | 'HEAD';
+  url: URL;
+  /** Lower-case names. */
+  headers: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  /** Final URL (after redirects). */
+  url: URL;
+  headers: IncomingHttpHeaders;
+  body: Dispatcher.ResponseData['body'];
+}
+
+const RETRY_STATUS = new Set([502, 503, 504]);
+const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+const RETRY_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+]);
+const MAX_REDIRECTS = 5;
+
+export function header(res: { headers: IncomingHttpHeaders }, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export class Transport {
+  private readonly agent: Agent;
+  private readonly delays: number[];
+
+  constructor(
+    private readonly opts: TransportOptions,
+    private readonly logger: Logger,
+  ) {
+    this.delays = opts.retryDelaysMs ?? [100, 400];
+    const ca = opts.ca ? [...rootCertificates, readFileSync(opts.ca, 'utf8')] : undefined;
+    this.agent = new Agent({
+      connections: opts.connections,
+      pipelining: 1,
+      allowH2: false,
+      keepAliveTimeout: 30_000,
+      headersTimeout: opts.timeouts.headersMs,
+      bodyTimeout: opts.timeouts.idleMs,
+      connect: {
+        timeout: opts.timeouts.connectMs,
+        ...(ca ? { ca } : {}),
+        rejectUnauthorized: !opts.insecureSkipVerify,
+      },
+    });
+  }
+
+  /** Sends with retries and follows redirects (max 5). Rejects with the low-level error on network failure. */
+  async send(req: SendRequest): Promise<UpstreamResponse> {
+    let { url, method } = req;
+    const headers = { ...req.headers };
+    for (let hop = 0; ; hop++) {
+      const res = await this.sendWithRetry({ ...req, url, method, headers });
+      const location = header(res, 'location');
+      if (!REDIRECT_STATUS.has(res.status) || !location) return res;
+      await res.body.dump();
+      const next = new URL(location, url);
+      if (hop >= MAX_REDIRECTS || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
+        throw new RegistryError(
+          'UPSTREAM_ERROR',
+          `upstream ${this.opts.name}: ${hop >= MAX_REDIRECTS ? 'too many redirects' : 'redirect to unsupported scheme'}`,
+          { detail: { upstream: this.opts.name } },
+        );
+      }
+      // Credentials belong to the upstream's origin only (CDN / S3 redirects use signed URLs).
+      if (next.origin !== url.origin) delete headers.authorization;
+      if (res.status === 303 && method !== 'HEAD') method = 'GET';
+      url = next;
+    }
+  }
+
+  private async sendWithRetry(req: SendRequest): Promise<UpstreamResponse> {
+    for (let attempt = 0; ; attempt++) {
+      const canRetry = attempt < this.delays.length;
+      try {
+        const res = await this.once(req);
+        if (!RETRY_STATUS.has(res.status) || !canRetry) return res;
+        await res.body.dump();
+        this.logger.debug({ host: req.url.host, path: req.url.pathname, status: res.status, attempt }, 'upstream retry');
+      } catch (err) {
+        if (!canRetry || req.signal?.aborted || !isRetryable(err)) throw err;
+        this.logger.debug({ host: req.url.host, path: req.url.pathname, code: errCode(err), attempt }, 'upstream retry');
+      }
+      await sleep(this.delays[attempt], undefined, { signal: req.signal });
+    }
+  }
+
+  private async once(req: SendRequest): Promise<UpstreamResponse> {
+    const started = Date.now();
+    const res = await this.agent.request({
+      origin: req.url.origin,
+      path: req.url.pathname + req.url.search,
+      method: req.method,
+      headers: req.headers,
+      signal: req.signal,
+      // undici closes the connection after a HEAD by default; registries answer HEAD properly, and tag
+      // revalidation is mostly HEADs, so keep the connection.
+      
+      headersTimeout: this.opts.timeouts.headersMs,
+      bodyTimeout: this.opts.timeouts.idleMs,
+    });
+    this.logger.debug(
+      { method: req.method, host: req.url.host, path: req.url.pathname, status: res.statusCode, ms: Date.now() - started },
+      'upstream response',
+    );
+    return { status: res.statusCode, url: req.url, headers: res.headers, body: res.body };
+  }
+
+  async close(): Promise<void> {
+    await this.agent.destroy();
+  }
+}
+
+function errCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function isRetryable(err: unknown): boolean {
+  const code = errCode(err) ?? errCode((err as { cause?: unknown } | null)?.cause);
+  return code !== undefined && RETRY_CODES.has(code);
+}

@@ -1,0 +1,51 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * What the proxy layer needs from an upstream registry. Implemented by src/upstream/client.ts.
+ *
+ * Errors are RegistryError:
+ *  - upstream 404 → MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN (status 404): authoritative "not there";
+ *  - 401/403 after auth → UNAUTHORIZED / DENIED; token endpoint failing → UNAUTHORIZED;
+ *  - 429 → TOOMANYREQUESTS (Retry-After header copied);
+ *  - connect failure, timeouts, resets, 5xx → UNAVAILABLE (503) or UPSTREAM_ERROR (502).
+ * Never carries credentials in message/detail.
+ */
+export interface ManifestHead {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface ManifestResponse {
+  bytes: Buffer;
+  mediaType: string;
+  /** sha256 of bytes (computed); equals the requested digest when fetched by digest (else an error was thrown). */
+  digest: string;
+}
+
+export interface BlobResponse {
+  /** Content-Length when the upstream sent one. */
+  size: number | null;
+  /** Body stream; emits an error on reset, truncation against Content-Length, or idle timeout. */
+  body: Readable;
+}
+
+export interface RateLimitInfo {
+  limit?: number;
+  remaining?: number;
+  updatedAt: number;
+}
+
+export interface Upstream {
+  readonly name: string;
+  /** Repository name as the upstream wants it (Docker Hub: `alpine` → `library/alpine`). */
+  normalizeRepo(repo: string): string;
+  headManifest(repo: string, ref: string, signal?: AbortSignal): Promise<ManifestHead>;
+  getManifest(repo: string, ref: string, signal?: AbortSignal): Promise<ManifestResponse>;
+  headBlob(repo: string, digest: string, signal?: AbortSignal): Promise<{ size: number }>;
+  getBlob(repo: string, digest: string, signal?: AbortSignal): Promise<BlobResponse>;
+  /** All tags (follows pagination). */
+  listTags(repo: string, signal?: AbortSignal): Promise<string[]>;
+  rateLimit(): RateLimitInfo | undefined;
+  close(): Promise<void>;
+}

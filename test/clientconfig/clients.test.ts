@@ -1,0 +1,259 @@
+// Real clients pull through a mirror using files made by generateClientConfig: podman (registries.conf
+// drop-in) and containerd (hosts.toml via ctr --hosts-dir). Offline: the fallback endpoints
+// (registry-1.docker.io, ghcr.io) are unreachable, so a successful pull was served by the mirror.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { generateClientConfig } from '../../src/clientconfig/index.js';
+import { CERTS_D } from '../../src/clientconfig/containerd.js';
+import { startRegistry } from '../support/registry.js';
+import { buildImage, pushImage } from '../support/images.js';
+import { startProcess, waitFor, type ManagedProcess } from '../support/process.js';
+import { makeTempDir, removeDir } from '../support/tmp.js';
+
+const run = promisify(execFile);
+
+interface LoggedRequest {
+  method: string;
+  uri: string;
+  status: number;
+  userAgent: string;
+}
+
+interface FixtureMirror {
+  url: string;
+  /** Digests of the fixtures as clients address them. */
+  hubDigest: string;
+  ghcrDigest: string;
+  requests(): Promise<LoggedRequest[]>;
+  stop(): Promise<void>;
+}
+
+const HUB_REF = 'docker.io/library/ccfixture:1';
+const GHCR_REF = 'ghcr.io/acme/app:1';
+
+/**
+ * The mirror the clients are pointed at. For now a plain docker-registry filled with the fixtures under
+ * both addressing schemes the generated configs produce: `acme/app` (containerd sends ?ns=ghcr.io, which
+ * docker-registry ignores) and `ghcr.io/acme/app` (podman's path prefix). To test against regcache,
+ * return its URL and access log here instead.
+ */
+async function startFixtureMirror(): Promise<FixtureMirror> {
+  const registry = await startRegistry();
+  const work = await makeTempDir('regcache-cc-images-');
+  try {
+    const hub = await buildImage({ dir: join(work, 'hub'), layers: [1024], seed: 'clientconfig-hub' });
+    const ghcr = await buildImage({ dir: join(work, 'ghcr'), layers: [2048], seed: 'clientconfig-ghcr' });
+    await pushImage(hub, registry.host, 'library/ccfixture:1');
+    await pushImage(ghcr, registry.host, 'acme/app:1');
+    await pushImage(ghcr, registry.host, 'ghcr.io/acme/app:1');
+    return {
+      url: registry.url,
+      hubDigest: hub.manifestDigest,
+      ghcrDigest: ghcr.manifestDigest,
+      requests: () => accessLog(registry.logFile),
+      stop: registry.stop,
+    };
+  } catch (err) {
+    await registry.stop();
+    throw err;
+  } finally {
+    await removeDir(work);
+  }
+}
+
+/** distribution's combined-format access log lines. */
+async function accessLog(file: string): Promise<LoggedRequest[]> {
+  const text = await readFile(file, 'utf8');
+  const out: LoggedRequest[] = [];
+  for (const m of text.matchAll(/"(GET|HEAD) (\S+) HTTP\/[\d.]+" (\d{3}) \S+ "[^"]*" "([^"]*)"/g)) {
+    out.push({ method: m[1]!, uri: m[2]!, status: Number(m[3]), userAgent: m[4]! });
+  }
+  return out;
+}
+
+function have(cmd: string): boolean {
+  return ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin'].some((d) => existsSync(join(d, cmd)));
+}
+
+// ---- podman ---------------------------------------------------------------------------------------
+
+/** Pulls `ref` with podman configured only by the generated registries.conf; returns the image digest. */
+async function podmanPullThroughMirror(mirrorUrl: string, upstreams: string[], ref: string): Promise<string> {
+  const dir = await makeTempDir('regcache-cc-podman-');
+  try {
+    const [conf] = generateClientConfig('podman', { mirror: mirrorUrl, upstreams, insecure: false });
+    await writeFile(join(dir, 'registries.conf'), conf!.content);
+    await writeFile(join(dir, 'containers.conf'), '');
+    await writeFile(join(dir, 'auth.json'), '{}'); // no stored credentials (podman wants the file to exist)
+    await writeFile(join(dir, 'policy.json'), JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
+    const env = {
+      ...process.env,
+      CONTAINERS_REGISTRIES_CONF: join(dir, 'registries.conf'),
+      CONTAINERS_CONF: join(dir, 'containers.conf'),
+      REGISTRY_AUTH_FILE: join(dir, 'auth.json'),
+    };
+    const base = ['--root', join(dir, 'root'), '--runroot', join(dir, 'run'), '--storage-driver', 'vfs'];
+    await run('podman', [...base, 'pull', '--quiet', '--signature-policy', join(dir, 'policy.json'), ref], { env, timeout: 120_000 });
+    const { stdout } = await run('podman', [...base, 'image', 'inspect', '--format', '{{.Digest}}', ref], { env });
+    await run('podman', [...base, 'rmi', '--all', '--force'], { env }).catch(() => undefined);
+    return stdout.trim();
+  } finally {
+    await removeDir(dir);
+  }
+}
+
+describe('podman pulls through the mirror with the generated registries.conf', { skip: !have('podman') && 'podman not installed' }, () => {
+  let mirror: FixtureMirror;
+  before(async () => {
+    mirror = await startFixtureMirror();
+  });
+  after(async () => {
+    await mirror?.stop();
+  });
+
+  test('docker.io image: served by the mirror under its own name', async () => {
+    const digest = await podmanPullThroughMirror(mirror.url, ['docker.io', 'ghcr.io'], HUB_REF);
+    assert.equal(digest, mirror.hubDigest);
+    const reqs = await mirror.requests();
+    assert.ok(
+      reqs.some((r) => r.method === 'GET' && r.uri === '/v2/library/ccfixture/manifests/1' && r.status === 200 && r.userAgent.startsWith('containers/')),
+      `no manifest GET from podman in ${JSON.stringify(reqs)}`,
+    );
+  });
+
+  test('ghcr.io image: served by the mirror under the ghcr.io/ path prefix', async () => {
+    const digest = await podmanPullThroughMirror(mirror.url, ['docker.io', 'ghcr.io'], GHCR_REF);
+    assert.equal(digest, mirror.ghcrDigest);
+    const reqs = await mirror.requests();
+    assert.ok(
+      reqs.some((r) => r.method === 'GET' && r.uri === '/v2/ghcr.io/acme/app/manifests/1' && r.status === 200),
+      `no path-prefixed manifest GET in ${JSON.stringify(reqs)}`,
+    );
+  });
+});
+
+// ---- containerd ----------------------------------------------------------------------------------
+
+interface Containerd {
+  socket: string;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+async function startContainerd(): Promise<Containerd> {
+  // Short path: the socket must fit in sun_path (108 bytes).
+  const dir = await makeTempDir('rc-ctrd-');
+  const socket = join(dir, 'c.sock');
+  const config = [
+    'version = 2',
+    `root = "${join(dir, 'root')}"`,
+    `state = "${join(dir, 'state')}"`,
+    // Only content, images and the native snapshotter are needed; CRI would want networking and more.
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    '[grpc]',
+    `  address = "${socket}"`,
+    '[ttrpc]',
+    `  address = "${socket}.ttrpc"`,
+    '[debug]',
+    '  address = ""',
+    '[metrics]',
+    '  address = ""',
+    '',
+  ].join('\n');
+  await writeFile(join(dir, 'config.toml'), config);
+  let proc: ManagedProcess | undefined;
+  try {
+    proc = await startProcess('containerd', ['--config', join(dir, 'config.toml')], { logFile: join(dir, 'containerd.log') });
+    const p = proc;
+    await waitFor(async () => {
+      if (p.hasExited()) throw new Error(`containerd exited:\n${await p.logTail()}`);
+      return existsSync(socket) && (await run('ctr', ['-a', socket, 'version']).then(() => true, () => false));
+    }, { timeoutMs: 20_000, what: 'containerd to serve its socket' });
+  } catch (err) {
+    await proc?.stop();
+    await unmountUnder(dir);
+    await removeDir(dir);
+    throw err;
+  }
+  return {
+    socket,
+    dir,
+    async stop() {
+      await proc!.stop();
+      await unmountUnder(dir);
+      await removeDir(dir);
+    },
+  };
+}
+
+/** The native snapshotter bind-mounts only while unpacking; unmount anything left so the dir can go. */
+async function unmountUnder(dir: string): Promise<void> {
+  const mounts = (await readFile('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[1] ?? '')
+    .filter((m) => m.startsWith(dir + '/'))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
+}
+
+/** Pulls `ref` with ctr using only the generated hosts.toml files; returns the image's manifest digest. */
+async function containerdPullThroughMirror(ctrd: Containerd, mirrorUrl: string, upstreams: string[], ref: string): Promise<string> {
+  const hostsDir = await makeTempDir('regcache-cc-certsd-');
+  try {
+    for (const f of generateClientConfig('containerd', { mirror: mirrorUrl, upstreams, insecure: false })) {
+      const target = join(hostsDir, relative(CERTS_D, f.path));
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, f.content);
+    }
+    const ctr = ['-a', ctrd.socket, '-n', 'regcache-test'];
+    await run('ctr', [...ctr, 'images', 'pull', '--hosts-dir', hostsDir, '--snapshotter', 'native', ref], { timeout: 120_000 });
+    const { stdout } = await run('ctr', [...ctr, 'images', 'ls']);
+    const row = stdout.split('\n').find((l) => l.split(/\s+/)[0] === ref);
+    assert.ok(row, `ctr images ls has no ${ref}:\n${stdout}`);
+    return row.split(/\s+/)[2]!;
+  } finally {
+    await removeDir(hostsDir);
+  }
+}
+
+const canRunContainerd = have('containerd') && have('ctr') && process.getuid?.() === 0;
+
+describe('containerd pulls through the mirror with the generated hosts.toml', { skip: !canRunContainerd && 'needs root, containerd and ctr' }, () => {
+  let mirror: FixtureMirror;
+  let ctrd: Containerd;
+  before(async () => {
+    mirror = await startFixtureMirror();
+    ctrd = await startContainerd();
+  });
+  after(async () => {
+    await ctrd?.stop();
+    await mirror?.stop();
+  });
+
+  test('docker.io image: the mirror is asked with ?ns=docker.io', async () => {
+    const digest = await containerdPullThroughMirror(ctrd, mirror.url, ['docker.io', 'ghcr.io'], HUB_REF);
+    assert.equal(digest, mirror.hubDigest);
+    const reqs = await mirror.requests();
+    const fromContainerd = reqs.filter((r) => r.userAgent.startsWith('containerd/'));
+    assert.ok(
+      fromContainerd.some((r) => r.uri.startsWith('/v2/library/ccfixture/manifests/') && r.uri.endsWith('?ns=docker.io') && r.status === 200),
+      `no manifest request with ns=docker.io in ${JSON.stringify(fromContainerd)}`,
+    );
+    assert.ok(fromContainerd.every((r) => r.uri.includes('?ns=docker.io')), 'every containerd request carries ns=docker.io');
+  });
+
+  test('ghcr.io image: the same mirror host, asked with ?ns=ghcr.io', async () => {
+    const digest = await containerdPullThroughMirror(ctrd, mirror.url, ['docker.io', 'ghcr.io'], GHCR_REF);
+    assert.equal(digest, mirror.ghcrDigest);
+    const reqs = await mirror.requests();
+    assert.ok(
+      reqs.some((r) => r.uri.startsWith('/v2/acme/app/manifests/') && r.uri.endsWith('?ns=ghcr.io') && r.status === 200),
+      `no manifest request with ns=ghcr.io in ${JSON.stringify(reqs)}`,
+    );
+  });
+});

@@ -1,0 +1,109 @@
+// Starts regcache for tests: in-process (startRegcache) or as the real CLI process (startRegcacheProcess).
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
+import { createLogger } from '../../src/log.js';
+import { startApp, type RunningApp } from '../../src/server/app.js';
+import { deepMerge } from './registry.js';
+import { freePort } from './ports.js';
+import { startProcess, waitForHttp, type ManagedProcess } from './process.js';
+import { makeTempDir, removeDir } from './tmp.js';
+
+export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
+
+export interface RunningRegcache {
+  url: string;
+  /** host:port, for skopeo/docker references */
+  host: string;
+  root: string;
+  config: Config;
+  app: RunningApp;
+  /** Every log line (JSON records) the server wrote. */
+  logs: Array<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+/** In-process regcache on a free loopback port, filesystem storage in a temp dir (or `root`). */
+export async function startRegcache(opts: {
+  upstreamUrl: string;
+  /** Extra distribution-style config, deep-merged (e.g. { regcache: { freshness: '0s' } }). */
+  config?: Record<string, unknown>;
+  root?: string;
+}): Promise<RunningRegcache> {
+  const work = await makeTempDir('regcache-app-');
+  const root = opts.root ?? join(work, 'data');
+  const port = await freePort();
+  const base = {
+    version: 0.1,
+    log: { level: 'debug', formatter: 'json' },
+    storage: { filesystem: { rootdirectory: root } },
+    http: { addr: `127.0.0.1:${port}`, draintimeout: '5s' },
+    proxy: { remoteurl: opts.upstreamUrl },
+    regcache: { timeouts: { connect: '2s', headers: '5s', idle: '5s' } },
+  };
+  const { config } = parseConfig(stringify(deepMerge(base, opts.config ?? {})), {}, 'test');
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const app = await startApp(config, createLogger(config.log, sink));
+  const url = app.urls[0]!;
+  return {
+    url,
+    host: url.replace(/^http:\/\//, ''),
+    root,
+    config,
+    app,
+    logs,
+    async stop() {
+      await app.close();
+      await removeDir(work);
+    },
+  };
+}
+
+/** The real CLI (`node --import tsx src/cli/main.ts serve ...`) as a child process. */
+export async function startRegcacheProcess(opts: {
+  configYaml?: string;
+  env?: NodeJS.ProcessEnv;
+  args?: string[];
+  /** Port the config/env makes it listen on (waited for). */
+  port: number;
+}): Promise<{ proc: ManagedProcess; url: string; work: string; stop(): Promise<void> }> {
+  const work = await makeTempDir('regcache-cli-');
+  const args = ['--import', 'tsx', join(REPO_ROOT, 'src/cli/main.ts'), 'serve', ...(opts.args ?? [])];
+  if (opts.configYaml !== undefined) {
+    const file = join(work, 'config.yml');
+    await writeFile(file, opts.configYaml);
+    args.push('--config', file);
+  }
+  const proc = await startProcess(process.execPath, args, {
+    logFile: join(work, 'regcache.log'),
+    env: { ...process.env, ...opts.env },
+    cwd: work,
+  });
+  const url = `http://127.0.0.1:${opts.port}`;
+  try {
+    await waitForHttp(`${url}/v2/`, 30_000);
+  } catch (e) {
+    await proc.stop();
+    throw new Error(`regcache did not start: ${(e as Error).message}\n${await proc.logTail()}`);
+  }
+  return {
+    proc,
+    url,
+    work,
+    async stop() {
+      await proc.stop();
+      await removeDir(work);
+    },
+  };
+}
+
+export { freePort };
