@@ -22,8 +22,8 @@ export interface ServerResult {
   server: string;
   describe: string;
   metrics: Record<string, Measurement>;
-  /** wall time and server CPU time of each step: where the server spends its CPU */
-  steps: Record<string, { wallSeconds: number; serverCpuSeconds: number }>;
+  /** per step: wall time, the server's CPU time, and its peak RSS so far (to see which step raised it) */
+  steps: Record<string, { wallSeconds: number; serverCpuSeconds: number; peakRssMbSoFar: number }>;
   warnings: string[];
 }
 
@@ -73,9 +73,10 @@ class Run {
     const cpu0 = this.proc.cpuSeconds();
     let out!: T;
     const wall = await timed(async () => (out = await fn()));
-    const s = (this.result.steps[name] ??= { wallSeconds: 0, serverCpuSeconds: 0 });
+    const s = (this.result.steps[name] ??= { wallSeconds: 0, serverCpuSeconds: 0, peakRssMbSoFar: 0 });
     s.wallSeconds += wall;
     s.serverCpuSeconds += this.proc.cpuSeconds() - cpu0;
+    s.peakRssMbSoFar = this.proc.peakRssBytes() / 1e6;
     return out;
   }
 

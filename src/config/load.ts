@@ -206,9 +206,24 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
     upstreams,
     regcache: {
       requireauth: rc.requireauth ?? false,
+      acme: buildAcme(rc.acme, problem),
       cache: defined({ maxsizeBytes: rc.cache?.maxsize, lowwatermark: rc.cache?.lowwatermark ?? 0.9 }),
     },
   };
+}
+
+function buildAcme(
+  a: NonNullable<FileConfig['regcache']>['acme'],
+  problem: (path: string, message: string) => void,
+): Config['regcache']['acme'] {
+  const challenge = a?.challenge ?? 'tls-alpn-01';
+  if (challenge === 'dns-01' && !a?.dns01?.hook) problem('regcache.acme.dns01.hook', 'required for the dns-01 challenge');
+  return defined({
+    challenge,
+    httpaddr: a?.httpaddr ?? ':80',
+    dns01: a?.dns01?.hook ? { hook: a.dns01.hook, timeoutMs: a.dns01.timeout ?? 300_000 } : undefined,
+    cafile: a?.cafile,
+  });
 }
 
 function buildStorage(

@@ -310,6 +310,12 @@ export const fileSchema = z.object({
     connections: int(1).optional(),
     authhosts: strList().optional(),
     requireauth: bool().optional(),
+    acme: opt({
+      challenge: oneOf({ 'tls-alpn-01': 'tls-alpn-01', 'http-01': 'http-01', 'dns-01': 'dns-01' } as const).optional(),
+      httpaddr: str().optional(),
+      dns01: opt({ hook: str().optional(), timeout: duration().optional() }),
+      cafile: str().optional(),
+    }),
     cache: opt({ maxsize: size().optional(), lowwatermark: ratio().optional() }),
     upstreams: z.array(z.object(upstreamShape)).optional(),
   }),

@@ -99,6 +99,15 @@ export interface Config {
   upstreams: UpstreamConfig[];
   regcache: {
     requireauth: boolean;
+    /** How certificates for http.tls.letsencrypt are obtained. */
+    acme: {
+      challenge: 'tls-alpn-01' | 'http-01' | 'dns-01';
+      /** http-01: the plain-HTTP listener answering challenges (and redirecting nothing else). */
+      httpaddr: string;
+      dns01?: { hook: string; timeoutMs: number };
+      /** Extra CA trusted for the ACME server (pebble, step-ca). */
+      cafile?: string;
+    };
     cache: { maxsizeBytes?: number; lowwatermark: number };
   };
 }

@@ -9,6 +9,7 @@ import { openStorage, type StorageDriver } from '../storage/index.js';
 import { createUpstream } from '../upstream/index.js';
 import { createHandler } from './handler.js';
 import { parseAddr } from './addr.js';
+import { Security } from './security.js';
 
 export interface RunningApp {
   /** Bound addresses: main listener first, then per-upstream listeners. */
@@ -19,7 +20,7 @@ export interface RunningApp {
   close(): Promise<void>;
 }
 
-function listen(server: http.Server, addr: string): Promise<string> {
+function listen(server: http.Server, addr: string, scheme: 'http' | 'https'): Promise<string> {
   const { host, port } = parseAddr(addr);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -27,12 +28,13 @@ function listen(server: http.Server, addr: string): Promise<string> {
       server.off('error', reject);
       const a = server.address() as AddressInfo;
       const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      resolve(`http://${h === '[::]' || h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
+      resolve(`${scheme}://${h === '[::]' || h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
     });
   });
 }
 
 export async function startApp(config: Config, logger: Logger): Promise<RunningApp> {
+  const security = await Security.open(config, logger);
   const storage = await openStorage(config.storage);
   const removed = await storage.cleanup();
   if (removed > 0) logger.info({ removed }, 'removed leftovers of interrupted downloads');
@@ -50,6 +52,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     logger,
     headers: config.http.headers,
     accessLog: !config.log.accesslog.disabled,
+    authenticate: security.authenticator ? security.authenticate : undefined,
   };
   const servers: http.Server[] = [];
   const urls: string[] = [];
@@ -59,16 +62,21 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   ];
   try {
     for (const l of listeners) {
-      const server = http.createServer(
-        { keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, maxHeaderSize: 16 * 1024 },
-        createHandler({ ...base, listenerUpstream: l.upstream }),
-      );
+      const server = security.createServer(createHandler({ ...base, listenerUpstream: l.upstream }));
       servers.push(server);
-      urls.push(await listen(server, l.addr));
-      logger.info({ addr: l.addr, upstream: l.upstream ?? config.upstreams[0]!.name }, 'listening');
+      urls.push(await listen(server, l.addr, security.scheme));
+      logger.info({ addr: l.addr, tls: security.scheme === 'https', upstream: l.upstream ?? config.upstreams[0]!.name }, 'listening');
     }
+    const challenge = security.challengeServer(config);
+    if (challenge) {
+      servers.push(challenge.server);
+      await listen(challenge.server, challenge.addr, 'http');
+      logger.info({ addr: challenge.addr }, 'listening for ACME http-01 challenges');
+    }
+    await security.start();
   } catch (e) {
     for (const s of servers) s.close();
+    security.close();
     await storage.close();
     throw e;
   }
@@ -82,6 +90,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     for (const s of servers) s.closeAllConnections();
     await Promise.race([proxy.blobs.drain(), timer]);
     await Promise.all(upstreams.map((u) => u.client.close()));
+    security.close();
     await storage.close();
   };
   return {

@@ -134,7 +134,7 @@ export class Transport {
       signal: req.signal,
       // undici closes the connection after a HEAD by default; registries answer HEAD properly, and tag
       // revalidation is mostly HEADs, so keep the connection.
-      
+      reset: false,
       headersTimeout: this.opts.timeouts.headersMs,
       bodyTimeout: this.opts.timeouts.idleMs,
     });

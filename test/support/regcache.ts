@@ -13,6 +13,8 @@ import { startProcess, waitForHttp, type ManagedProcess } from './process.js';
 import { makeTempDir, removeDir } from './tmp.js';
 
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
+/** tsx's loader as a file URL, so a child started in any directory can run TypeScript. */
+export const TSX_LOADER = import.meta.resolve('tsx');
 
 export interface RunningRegcache {
   url: string;
@@ -56,7 +58,7 @@ export async function startRegcache(opts: {
   const url = app.urls[0]!;
   return {
     url,
-    host: url.replace(/^http:\/\//, ''),
+    host: url.replace(/^https?:\/\//, ''),
     root,
     config,
     app,
@@ -75,9 +77,11 @@ export async function startRegcacheProcess(opts: {
   args?: string[];
   /** Port the config/env makes it listen on (waited for). */
   port: number;
+  /** Working directory (default: a fresh temp dir). */
+  cwd?: string;
 }): Promise<{ proc: ManagedProcess; url: string; work: string; stop(): Promise<void> }> {
   const work = await makeTempDir('regcache-cli-');
-  const args = ['--import', 'tsx', join(REPO_ROOT, 'src/cli/main.ts'), 'serve', ...(opts.args ?? [])];
+  const args = ['--import', TSX_LOADER, join(REPO_ROOT, 'src/cli/main.ts'), 'serve', ...(opts.args ?? [])];
   if (opts.configYaml !== undefined) {
     const file = join(work, 'config.yml');
     await writeFile(file, opts.configYaml);
@@ -86,7 +90,7 @@ export async function startRegcacheProcess(opts: {
   const proc = await startProcess(process.execPath, args, {
     logFile: join(work, 'regcache.log'),
     env: { ...process.env, ...opts.env },
-    cwd: work,
+    cwd: opts.cwd ?? work,
   });
   const url = `http://127.0.0.1:${opts.port}`;
   try {

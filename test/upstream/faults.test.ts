@@ -63,7 +63,7 @@ async function rejectsWith(p: Promise<unknown>, code: string): Promise<RegistryE
   );
   assert.ok(err instanceof RegistryError, `expected RegistryError, got ${String(err)}`);
   assert.equal(err.code, code, err.message);
-  assert.ok(!err.message.includes(PASSWORD));
+  assert.ok(!err.message.includes(PASSWORD), 'password in error message');
   return err;
 }
 
@@ -146,7 +146,7 @@ describe('through the fault proxy', () => {
     const e = await rejectsWith(client(proxy.url).getManifest('test/app', 'v1'), 'TOOMANYREQUESTS');
     assert.equal(e.status, 429);
     assert.equal(e.headers['Retry-After'], '120');
-    assert.ok(Date.now() - started < 2000);
+    assert.ok(Date.now() - started < 2000, 'answered without waiting');
     assert.equal(proxy.count({ path: manifestPath }), 1);
 
     const when = new Date(Date.now() + 30_000).toUTCString();
@@ -195,7 +195,7 @@ describe('through the fault proxy', () => {
       'UNAVAILABLE',
     );
     assert.match(e.message, /timed out/);
-    assert.ok(Date.now() - started < 3000);
+    assert.ok(Date.now() - started < 3000, 'gave up after headersMs');
     assert.equal(proxy.count({ path: manifestPath }), 1);
   });
 
@@ -211,7 +211,7 @@ describe('through the fault proxy', () => {
       assert.equal(res.size, bigBlob.size);
       const { bytes, error } = await drain(res.body);
       assert.ok(error, `${fault.kind}: the stream must fail`);
-      assert.ok(bytes.length < bigBlob.size);
+      assert.ok(bytes.length < bigBlob.size, 'fewer bytes than the blob');
       assert.equal(proxy.count({ path: blobPath }), 1);
     }
   });
@@ -265,7 +265,7 @@ describe('through the fault proxy', () => {
     const rl = u.rateLimit();
     assert.equal(rl?.limit, 100);
     assert.equal(rl?.remaining, 5);
-    assert.ok(logLines.slice(mark).some((l) => JSON.parse(l).level === 40 && l.includes('rate limit')));
+    assert.ok(logLines.slice(mark).some((l) => JSON.parse(l).level === 40 && l.includes('rate limit')), 'rate-limit warning logged');
   });
 });
 
@@ -301,7 +301,7 @@ describe('stand-ins', () => {
     const before = origin.requests.length;
     const e = await rejectsWith(u.getBlob('test/app', 'loop'), 'UPSTREAM_ERROR');
     assert.match(e.message, /redirect/);
-    assert.ok(!e.message.includes('X-Amz'));
+    assert.ok(!e.message.includes('X-Amz'), 'signed URL in error message');
     assert.equal(origin.requests.length - before, 6);
   });
 
@@ -317,7 +317,7 @@ describe('stand-ins', () => {
     assert.ok(error, 'idle body must error');
     assert.equal((error as { code?: string }).code, 'UND_ERR_BODY_TIMEOUT');
     assert.equal(bytes.length, 100);
-    assert.ok(Date.now() - started < 3000);
+    assert.ok(Date.now() - started < 3000, 'gave up after idleMs');
   });
 
   test('chunked manifest body beyond MAX_MANIFEST_BYTES is refused while reading', async () => {
@@ -373,7 +373,7 @@ describe('stand-ins', () => {
     for (let i = 0; i < 10; i++) await (i % 2 ? u.getManifest('test/app', 'v1') : u.headManifest('test/app', 'v1'));
     assert.equal(s.requests.length, 2 + 5 * 2 + 5); // each HEAD falls back to a GET
     // keep-alive, HEAD included (undici may open a second socket while the first is being released)
-    assert.ok(s.requests.every((r) => r.headers.connection !== 'close'));
+    assert.ok(s.requests.every((r) => r.headers.connection !== 'close'), 'a request asked to close the connection');
     assert.ok(s.connections <= 2, `${s.connections} connections for ${s.requests.length} requests`);
   });
 
@@ -386,7 +386,7 @@ describe('stand-ins', () => {
     assert.match(s.url, /^https:/);
     assert.equal((await client(s.url, { ca: certs.caCert }).getManifest('test/app', 'v1')).digest, image.manifestDigest);
     const e = await rejectsWith(client(s.url).getManifest('test/app', 'v1'), 'UNAVAILABLE');
-    assert.ok(e.cause);
+    assert.ok(e.cause, 'TLS error attached as cause');
     assert.equal(
       (await client(s.url, { insecureSkipVerify: true }).getManifest('test/app', 'v1')).digest,
       image.manifestDigest,

@@ -70,7 +70,7 @@ async function rejectsWith(p: Promise<unknown>, code: string): Promise<RegistryE
   );
   assert.ok(err instanceof RegistryError, `expected RegistryError, got ${String(err)}`);
   assert.equal(err.code, code, err.message);
-  for (const s of SECRETS) assert.ok(!err.message.includes(s) && !JSON.stringify(err.detail ?? '').includes(s));
+  for (const s of SECRETS) assert.ok(!err.message.includes(s) && !JSON.stringify(err.detail ?? '').includes(s), 'secret in error');
   return err;
 }
 
@@ -219,7 +219,7 @@ describe('token (Bearer) upstream', () => {
     }
     assert.deepEqual((await u.listTags('test/app')).sort(), ['v1', 'v2']);
     assert.equal(issued(tokens, 'repository:test/app:pull'), 1);
-    assert.ok(tokens.requests.every((r) => r.service === tokens.service && r.account === USER));
+    assert.ok(tokens.requests.every((r) => r.service === tokens.service && r.account === USER), 'token requests carried service and credentials');
 
     await u.getManifest('library/alpine', '3');
     await u.headManifest('library/alpine', '3');

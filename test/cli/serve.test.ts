@@ -1,0 +1,174 @@
+// The CLI as a user runs it: embedded default, distribution config files, REGISTRY_* overrides, bad input.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { startRegistry, type RunningRegistry } from '../support/registry.js';
+import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
+import { copyToDir, dirDigests } from '../support/skopeo.js';
+import { freePort, REPO_ROOT, startRegcacheProcess } from '../support/regcache.js';
+import { makeTempDir, removeDir } from '../support/tmp.js';
+
+const run = promisify(execFile);
+const CLI = join(REPO_ROOT, 'src/cli/main.ts');
+
+async function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
+  try {
+    const r = await run(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      env: { ...process.env, ...opts.env },
+      cwd: opts.cwd ?? REPO_ROOT,
+      timeout: 60_000,
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+const DESIGN_CONFIG = `version: 0.1
+log: { level: info, formatter: text, fields: {service: registry}, accesslog: {disabled: true} }
+storage:
+  cache: { blobdescriptor: inmemory }
+  filesystem: { rootdirectory: /var/lib/registry }
+  delete: { enabled: true }
+http:
+  addr: :5000
+  relativeurls: false
+  draintimeout: 60s
+  headers: { X-Content-Type-Options: [nosniff] }
+  debug: { addr: :5001, prometheus: { enabled: true, path: /metrics } }
+  tls: { certificate: /path/cert.pem, key: /path/key.pem,
+         letsencrypt: { cachefile: /path/le.json, email: a@b.c, hosts: [mirror.example.com] } }
+auth:
+  htpasswd: { realm: basic-realm, path: /auth/htpasswd }
+health:
+  storagedriver: { enabled: true, interval: 10s, threshold: 3 }
+proxy:
+  remoteurl: https://registry-1.docker.io
+  username: user
+  password: token
+  ttl: 168h
+`;
+
+describe('regcache CLI', () => {
+  let upstream: RunningRegistry;
+  let work: string;
+  let img: BuiltImage;
+
+  before(async () => {
+    work = await makeTempDir('cli-');
+    upstream = await startRegistry();
+    img = await buildImage({ dir: join(work, 'img'), layers: [2048, 4096], seed: 'cli' });
+    await pushImage(img, upstream.host, 'library/hello:1');
+  });
+
+  after(async () => {
+    await upstream?.stop();
+    if (work) await removeDir(work);
+  });
+
+  it('--help explains the commands and flags', async () => {
+    const top = await cli(['--help']);
+    assert.equal(top.code, 0);
+    for (const word of ['serve', 'config', 'client-config']) assert.match(top.stdout, new RegExp(word));
+    const serve = await cli(['serve', '--help']);
+    assert.match(serve.stdout, /--config <file>/);
+  });
+
+  it('serves with no config file: ./data storage, REGISTRY_* overrides for address and upstream; pulls work', async () => {
+    const port = await freePort();
+    const cwd = await makeTempDir('cli-default-');
+    const srv = await startRegcacheProcess({
+      port,
+      env: { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_PROXY_REMOTEURL: upstream.url },
+      cwd,
+    });
+    try {
+      const dest = join(work, 'default-pull');
+      await copyToDir(`docker://127.0.0.1:${port}/library/hello:1`, dest);
+      const direct = join(work, 'default-direct');
+      await copyToDir(`docker://${upstream.host}/library/hello:1`, direct);
+      assert.deepEqual(await dirDigests(dest), await dirDigests(direct));
+      assert.ok(existsSync(join(cwd, 'data', 'blobs', 'sha256')), 'default storage is ./data');
+    } finally {
+      await srv.stop();
+      await removeDir(cwd);
+    }
+  });
+
+  it('environment overrides win over the config file', async () => {
+    const port = await freePort();
+    const deadPort = await freePort();
+    const yaml = `version: 0.1
+storage: { filesystem: { rootdirectory: ${join(work, 'env-data')} } }
+http: { addr: "127.0.0.1:${deadPort}" }
+proxy: { remoteurl: "http://127.0.0.1:${deadPort}" }
+`;
+    const srv = await startRegcacheProcess({
+      port,
+      configYaml: yaml,
+      env: { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_PROXY_REMOTEURL: upstream.url },
+    });
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/v2/library/hello/manifests/1`, { headers: { Accept: img.mediaType } });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('docker-content-digest'), img.manifestDigest);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('loads the distribution config from DESIGN.md unchanged', async () => {
+    const file = join(work, 'design.yml');
+    await writeFile(file, DESIGN_CONFIG);
+    const r = await cli(['config', 'check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /OK/);
+    assert.match(r.stdout, /upstream docker\.io: https:\/\/registry-1\.docker\.io \(as user\)/);
+    assert.doesNotMatch(r.stdout + r.stderr, /\btoken\b/, 'the upstream password is never printed');
+  });
+
+  it('unknown keys are warned about by name', async () => {
+    const file = join(work, 'unknown.yml');
+    await writeFile(file, 'version: 0.1\nhttp: { addr: ":5000", frobnicate: 1 }\n');
+    const r = await cli(['config', 'check', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /http\.frobnicate/);
+  });
+
+  it('an invalid value exits non-zero with the key path and reason, without a stack trace', async () => {
+    const file = join(work, 'bad.yml');
+    await writeFile(file, 'version: 0.1\nhttp: { addr: "abc" }\nproxy: { remoteurl: "ftp://x", ttl: 1x }\n');
+    for (const args of [
+      ['serve', '--config', file],
+      ['config', 'check', '--config', file],
+    ]) {
+      const r = await cli(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /http\.addr/);
+      assert.match(r.stderr, /proxy\.remoteurl/);
+      assert.match(r.stderr, /proxy\.ttl/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
+    const env = await cli(['config', 'check'], { env: { REGISTRY_HTTP_ADDR: 'nope' } });
+    assert.equal(env.code, 2);
+    assert.match(env.stderr, /REGISTRY_HTTP_ADDR/);
+    const missing = await cli(['serve', '--config', join(work, 'does-not-exist.yml')]);
+    assert.notEqual(missing.code, 0);
+    assert.doesNotMatch(missing.stderr, /\n\s+at /);
+  });
+
+  it('client-config prints a snippet, and refuses bad input clearly', async () => {
+    const ok = await cli(['client-config', 'docker', '--mirror', 'https://mirror.example.com']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /registry-mirrors/);
+    const bad = await cli(['client-config', 'nerdctl', '--mirror', 'https://mirror.example.com']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /unknown client kind/);
+    assert.doesNotMatch(bad.stderr, /\n\s+at /);
+  });
+});
