@@ -136,6 +136,12 @@ export class RegistryApi {
       };
     }
     const src = await this.proxy.blobs.get(upstream.client, repo, digest);
+    // storage.redirect: a stored blob is fetched by the client from the object store itself.
+    const location = src.kind === 'stored' ? await this.proxy.storage.blobRedirectUrl?.(digest) : undefined;
+    if (location) {
+      const headers = { ...API_HEADERS, 'Docker-Content-Digest': digest, Location: location, 'Content-Length': '0', 'Cache-Control': 'no-store' };
+      return { status: 307, headers, cache: src.result, ...base };
+    }
     const size = src.size;
     const range = size === null ? undefined : parseRange(req.range, size);
     const headers: Record<string, string> = { ...common, 'Content-Type': 'application/octet-stream' };

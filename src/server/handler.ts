@@ -34,6 +34,7 @@ export function createHandler(opts: HandlerOptions) {
     const method = req.method ?? 'GET';
     const isHead = method === 'HEAD';
     let pathname = '/';
+    let search = '';
     let result: ApiResponse | undefined;
     for (const [k, v] of Object.entries(opts.headers)) res.setHeader(k, v);
     res.on('close', () => {
@@ -45,11 +46,13 @@ export function createHandler(opts: HandlerOptions) {
           {
             method,
             path: pathname,
+            query: search || undefined,
             status: res.statusCode,
             ms: Math.round(ms * 10) / 10,
             cache: result?.cache,
             upstream: result?.upstream,
             remote: req.socket.remoteAddress,
+            ua: req.headers['user-agent'],
             aborted: !res.writableFinished || undefined,
           },
           'request',
@@ -64,6 +67,7 @@ export function createHandler(opts: HandlerOptions) {
         throw new RegistryError('NAME_INVALID', 'invalid request URL');
       }
       pathname = url.pathname;
+      search = url.search;
       if (opts.extra && (await opts.extra(req, res, pathname))) return;
       if (opts.authenticate && pathname.startsWith('/v2')) await opts.authenticate(req);
       const hostHeader = req.headers.host?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');

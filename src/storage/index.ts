@@ -4,12 +4,16 @@ import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import type { StorageConfig } from '../config/types.js';
 import { FilesystemStorage } from './filesystem.js';
+import { S3Storage } from './s3.js';
 import type { StorageDriver } from './types.js';
 
 export type { StorageDriver, BlobWriter, ByteRange } from './types.js';
 
-/** Opens the configured storage driver. `inmemory` is an ephemeral directory removed on close (tests, trials). */
-export async function openStorage(cfg: StorageConfig): Promise<StorageDriver> {
+/**
+ * Opens the configured storage driver. `inmemory` is an ephemeral directory removed on close (tests, trials).
+ * `redirect` (storage.redirect, s3 only): blob GETs may be answered with a presigned URL.
+ */
+export async function openStorage(cfg: StorageConfig, opts: { redirect?: boolean } = {}): Promise<StorageDriver> {
   switch (cfg.driver) {
     case 'filesystem':
       return FilesystemStorage.open(cfg.rootdirectory);
@@ -18,6 +22,6 @@ export async function openStorage(cfg: StorageConfig): Promise<StorageDriver> {
       return FilesystemStorage.open(dir, { ephemeral: true });
     }
     case 's3':
-      throw new RegistryError('UNSUPPORTED', 'storage.s3 is not implemented yet');
+      return S3Storage.open(cfg, { redirect: opts.redirect });
   }
 }

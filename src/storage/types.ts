@@ -32,6 +32,11 @@ export interface StorageDriver {
   readBlob(digest: string, range?: ByteRange): Promise<Readable>;
   /** For drivers that keep blobs as local files: the path, for zero-copy-ish serving. */
   localBlobPath?(digest: string): string;
+  /**
+   * For drivers with redirect enabled (storage.redirect, s3): a URL the client may fetch the stored blob from
+   * directly (presigned, short-lived); undefined to serve it through the cache.
+   */
+  blobRedirectUrl?(digest: string): Promise<string | undefined>;
   createBlobWriter(digest: string): Promise<BlobWriter>;
   deleteBlob(digest: string): Promise<void>;
   listBlobs(): AsyncIterable<{ digest: string; size: number }>;

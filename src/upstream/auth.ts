@@ -55,9 +55,12 @@ export class Authenticator {
     return 'Basic ' + Buffer.from(`${this.opts.username}:${this.opts.password}`).toString('base64');
   }
 
-  /** The Authorization header for a request in `scope`, if we know how to authenticate yet. */
+  /**
+   * The Authorization header for a request in `scope`, if we know how to authenticate yet. A token fetch is
+   * shared by concurrent callers: an abort stops this caller's wait, not the fetch (bounded by the timeouts).
+   */
   async authorization(scope: string, signal?: AbortSignal): Promise<string | undefined> {
-    if (this.bearer) return `Bearer ${await this.token(scope, signal)}`;
+    if (this.bearer) return `Bearer ${await untilAborted(this.token(scope), signal)}`;
     if (this.basic && this.hasCredentials) return this.basicHeader();
     return undefined;
   }
@@ -87,12 +90,12 @@ export class Authenticator {
     return false;
   }
 
-  private async token(scope: string, signal?: AbortSignal): Promise<string> {
+  private async token(scope: string): Promise<string> {
     const cached = this.tokens.get(scope);
     if (cached && cached.expiresAt > Date.now()) return cached.token;
     let pending = this.inflight.get(scope);
     if (!pending) {
-      pending = this.fetchToken(scope, signal).finally(() => this.inflight.delete(scope));
+      pending = this.fetchToken(scope).finally(() => this.inflight.delete(scope));
       this.inflight.set(scope, pending);
     }
     return pending;
@@ -103,12 +106,12 @@ export class Authenticator {
     return h === this.opts.upstreamHost.toLowerCase() || this.opts.authHosts.some((a) => a.toLowerCase() === h);
   }
 
-  private async fetchToken(scope: string, signal?: AbortSignal): Promise<string> {
+  private async fetchToken(scope: string): Promise<string> {
     const { realm, service } = this.bearer!;
     const url = new URL(realm);
     if (service !== undefined) url.searchParams.set('service', service);
     url.searchParams.set('scope', scope);
-    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'regcache' };
+    const headers: Record<string, string> = { accept: 'application/json' };
     if (this.hasCredentials) {
       if (this.mayReceiveCredentials(url.hostname)) {
         headers.authorization = this.basicHeader();
@@ -126,9 +129,9 @@ export class Authenticator {
 
     let res;
     try {
-      res = await this.transport.send({ method: 'GET', url, headers, signal });
+      res = await this.transport.send({ method: 'GET', url, headers });
     } catch (err) {
-      if (signal?.aborted || err instanceof RegistryError) throw err;
+      if (err instanceof RegistryError) throw err;
       throw fail('UNAVAILABLE', `failed: ${describe(err)}`, err);
     }
     if (res.status !== 200) {
@@ -140,7 +143,6 @@ export class Authenticator {
       const bytes = await readLimited(res.body, MAX_TOKEN_RESPONSE_BYTES, null);
       parsed = JSON.parse(bytes.toString('utf8'));
     } catch (err) {
-      if (signal?.aborted) throw err;
       throw fail('UNAUTHORIZED', 'returned an unreadable response', err);
     }
     const token = typeof parsed.token === 'string' && parsed.token ? parsed.token : parsed.access_token;
@@ -163,4 +165,14 @@ function parseRealm(realm: string | undefined): URL | undefined {
   } catch {
     return undefined;
   }
+}
+
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

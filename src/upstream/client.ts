@@ -17,7 +17,6 @@ import { RateLimitTracker } from './ratelimit.js';
 import { header, Transport, type UpstreamResponse } from './transport.js';
 import type { BlobResponse, ManifestHead, ManifestResponse, RateLimitInfo, Upstream } from './types.js';
 
-const USER_AGENT = 'regcache/0.1';
 const MAX_TAG_PAGES = 100;
 const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024;
 
@@ -81,8 +80,8 @@ class UpstreamClient implements Upstream {
     const what = `HEAD manifest ${repo}${refSuffix(ref)}`;
     const res = await this.call('HEAD', this.url(repo, 'manifests', ref), repo, { accept: UPSTREAM_MANIFEST_ACCEPT }, what, signal);
     await res.body.dump();
-    this.checkStatus(res, 'manifest', what);
     this.rate.record((n) => header(res, n));
+    this.checkStatus(res, 'manifest', what);
     const contentType = header(res, 'content-type');
     const size = parseContentLength(header(res, 'content-length'));
     let digest = header(res, 'docker-content-digest');
@@ -104,12 +103,12 @@ class UpstreamClient implements Upstream {
     repo = this.normalizeRepo(repo);
     const what = `GET manifest ${repo}${refSuffix(ref)}`;
     const res = await this.call('GET', this.url(repo, 'manifests', ref), repo, { accept: UPSTREAM_MANIFEST_ACCEPT }, what, signal);
+    this.rate.record((n) => header(res, n));
     if (res.status !== 200) {
       await res.body.dump();
       this.checkStatus(res, 'manifest', what);
       throw this.bad(what, `returned ${res.status}`);
     }
-    this.rate.record((n) => header(res, n));
     const bytes = await this.readBody(res, MAX_MANIFEST_BYTES, what, signal);
     const contentType = header(res, 'content-type');
     const mediaType = detectManifestMediaType(bytes, contentType);
@@ -192,7 +191,7 @@ class UpstreamClient implements Upstream {
     const scope = pullScope(repo);
     const attempt = async () => {
       const authorization = await this.auth.authorization(scope, signal);
-      const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...extraHeaders };
+      const headers: Record<string, string> = { ...extraHeaders };
       if (authorization) headers.authorization = authorization;
       try {
         const res = await this.transport.send({ method, url, headers, signal });

@@ -53,6 +53,7 @@ const RETRY_CODES = new Set([
   'UND_ERR_SOCKET',
 ]);
 const MAX_REDIRECTS = 5;
+const USER_AGENT = 'regcache/0.1';
 
 export function header(res: { headers: IncomingHttpHeaders }, name: string): string | undefined {
   const v = res.headers[name];
@@ -130,7 +131,7 @@ export class Transport {
       origin: req.url.origin,
       path: req.url.pathname + req.url.search,
       method: req.method,
-      headers: req.headers,
+      headers: { 'user-agent': USER_AGENT, ...req.headers },
       signal: req.signal,
       // undici closes the connection after a HEAD by default; registries answer HEAD properly, and tag
       // revalidation is mostly HEADs, so keep the connection.

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { generateClientConfig } from '../../src/clientconfig/index.js';
 import { CERTS_D } from '../../src/clientconfig/containerd.js';
 import { startRegistry } from '../support/registry.js';
+import { startRegcache } from '../support/regcache.js';
 import { buildImage, pushImage } from '../support/images.js';
 import { startProcess, waitFor, type ManagedProcess } from '../support/process.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
@@ -37,43 +38,55 @@ const HUB_REF = 'docker.io/library/ccfixture:1';
 const GHCR_REF = 'ghcr.io/acme/app:1';
 
 /**
- * The mirror the clients are pointed at. For now a plain docker-registry filled with the fixtures under
- * both addressing schemes the generated configs produce: `acme/app` (containerd sends ?ns=ghcr.io, which
- * docker-registry ignores) and `ghcr.io/acme/app` (podman's path prefix). To test against regcache,
- * return its URL and access log here instead.
+ * The mirror the clients are pointed at: regcache with two upstream registries (distribution), one
+ * standing in for Docker Hub (default upstream, `ns=docker.io`) and one for ghcr.io (`ns=ghcr.io` and the
+ * `ghcr.io/` path prefix). The requests are read from regcache's access log.
  */
 async function startFixtureMirror(): Promise<FixtureMirror> {
-  const registry = await startRegistry();
+  const hubUpstream = await startRegistry();
+  const ghcrUpstream = await startRegistry();
   const work = await makeTempDir('regcache-cc-images-');
   try {
     const hub = await buildImage({ dir: join(work, 'hub'), layers: [1024], seed: 'clientconfig-hub' });
     const ghcr = await buildImage({ dir: join(work, 'ghcr'), layers: [2048], seed: 'clientconfig-ghcr' });
-    await pushImage(hub, registry.host, 'library/ccfixture:1');
-    await pushImage(ghcr, registry.host, 'acme/app:1');
-    await pushImage(ghcr, registry.host, 'ghcr.io/acme/app:1');
+    await pushImage(hub, hubUpstream.host, 'library/ccfixture:1');
+    await pushImage(ghcr, ghcrUpstream.host, 'acme/app:1');
+    const mirror = await startRegcache({
+      config: {
+        regcache: {
+          upstreams: [
+            { name: 'docker.io', remoteurl: hubUpstream.url, hosts: ['docker.io'], dockerhub: true },
+            { name: 'ghcr.io', remoteurl: ghcrUpstream.url, prefix: ['ghcr.io'], hosts: ['ghcr.io'] },
+          ],
+        },
+      },
+    });
     return {
-      url: registry.url,
+      url: mirror.url,
       hubDigest: hub.manifestDigest,
       ghcrDigest: ghcr.manifestDigest,
-      requests: () => accessLog(registry.logFile),
-      stop: registry.stop,
+      requests: async () =>
+        mirror.logs
+          .filter((l) => l.msg === 'request')
+          .map((l) => ({
+            method: String(l.method),
+            uri: `${String(l.path)}${l.query ? String(l.query) : ''}`,
+            status: Number(l.status),
+            userAgent: String(l.ua ?? ''),
+          })),
+      stop: async () => {
+        await mirror.stop();
+        await ghcrUpstream.stop();
+        await hubUpstream.stop();
+      },
     };
   } catch (err) {
-    await registry.stop();
+    await ghcrUpstream.stop();
+    await hubUpstream.stop();
     throw err;
   } finally {
     await removeDir(work);
   }
-}
-
-/** distribution's combined-format access log lines. */
-async function accessLog(file: string): Promise<LoggedRequest[]> {
-  const text = await readFile(file, 'utf8');
-  const out: LoggedRequest[] = [];
-  for (const m of text.matchAll(/"(GET|HEAD) (\S+) HTTP\/[\d.]+" (\d{3}) \S+ "[^"]*" "([^"]*)"/g)) {
-    out.push({ method: m[1]!, uri: m[2]!, status: Number(m[3]), userAgent: m[4]! });
-  }
-  return out;
 }
 
 function have(cmd: string): boolean {

@@ -30,7 +30,8 @@ export interface RunningRegcache {
 
 /** In-process regcache on a free loopback port, filesystem storage in a temp dir (or `root`). */
 export async function startRegcache(opts: {
-  upstreamUrl: string;
+  /** distribution's proxy.remoteurl; omit to configure upstreams only through regcache.upstreams. */
+  upstreamUrl?: string;
   /** Extra distribution-style config, deep-merged (e.g. { regcache: { freshness: '0s' } }). */
   config?: Record<string, unknown>;
   root?: string;
@@ -43,7 +44,7 @@ export async function startRegcache(opts: {
     log: { level: 'debug', formatter: 'json' },
     storage: { filesystem: { rootdirectory: root } },
     http: { addr: `127.0.0.1:${port}`, draintimeout: '5s' },
-    proxy: { remoteurl: opts.upstreamUrl },
+    ...(opts.upstreamUrl !== undefined && { proxy: { remoteurl: opts.upstreamUrl } }),
     regcache: { timeouts: { connect: '2s', headers: '5s', idle: '5s' } },
   };
   const { config } = parseConfig(stringify(deepMerge(base, opts.config ?? {})), {}, 'test');

@@ -186,7 +186,7 @@ describe('through the fault proxy', () => {
     assert.equal(proxy.count({ path: manifestPath }), 1);
   });
 
-  test('no response headers within headersMs → UNAVAILABLE, not retried', async () => {
+  test('no response headers within headersMs → UNAVAILABLE, not retried', { timeout: 15_000 }, async () => {
     proxy.reset();
     proxy.setRules([{ path: manifestPath, fault: { kind: 'stall' } }]);
     const started = Date.now();
@@ -199,7 +199,7 @@ describe('through the fault proxy', () => {
     assert.equal(proxy.count({ path: manifestPath }), 1);
   });
 
-  test('blob body reset or cut short against Content-Length → stream error, never retried', async () => {
+  test('blob body reset or cut short against Content-Length → stream error, never retried', { timeout: 15_000 }, async () => {
     const blobPath = /\/blobs\//;
     for (const fault of [
       { kind: 'reset-after', bytes: 1000 } as const,
@@ -305,7 +305,7 @@ describe('stand-ins', () => {
     assert.equal(origin.requests.length - before, 6);
   });
 
-  test('blob body silent for idleMs → stream error', async () => {
+  test('blob body silent for idleMs → stream error', { timeout: 15_000 }, async () => {
     const s = await standIn((_req, res) => {
       res.writeHead(200, { 'content-length': 1000 });
       res.write(Buffer.alloc(100)); // then nothing
