@@ -26,6 +26,8 @@ export interface LoadedConfig {
 }
 
 export const EMBEDDED_DEFAULT = '(embedded default)';
+/** http.draintimeout when unset: how long SIGTERM waits for in-flight requests (distribution's 0 = none is still accepted). */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 /** Where storage goes when the config names no storage driver at all (resolved against the cwd). */
 export const DEFAULT_ROOT = './data';
 /** distribution's filesystem driver default, used when `storage.filesystem` omits rootdirectory. */
@@ -189,7 +191,7 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
       addr,
       host: h.host,
       relativeurls: h.relativeurls ?? false,
-      draintimeoutMs: h.draintimeout ?? 0,
+      draintimeoutMs: h.draintimeout ?? DEFAULT_DRAIN_TIMEOUT_MS,
       headers: h.headers ?? {},
       debug,
       tls: buildTls(h.tls, problem, warn),
@@ -208,6 +210,7 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
       requireauth: rc.requireauth ?? false,
       acme: buildAcme(rc.acme, problem),
       cache: defined({ maxsizeBytes: rc.cache?.maxsize, lowwatermark: rc.cache?.lowwatermark ?? 0.9 }),
+      ...(rc.trustproxy !== undefined && { trustproxy: rc.trustproxy }),
     },
   };
 }

@@ -4,7 +4,7 @@
  * (env.ts) resolve REGISTRY_* names against it, and parsing turns leaves into typed values (ms, bytes).
  * Everything is optional here; defaults and cross-key rules live in load.ts.
  */
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { parseRatio, parseSize } from './size.js';
@@ -98,6 +98,14 @@ export function isHostPort(v: string): boolean {
   if (m[2] && Number(m[2]) > 65535) return false;
   const host = m[1]!;
   return host.startsWith('[') && host.endsWith(']') ? isIPv6(host.slice(1, -1)) : HOSTNAME.test(host);
+}
+
+/** `10.0.0.1`, `10.0.0.0/8`, `fd00::/8`: a trusted proxy (regcache.trustproxy). */
+function isAddrOrCidr(v: string): boolean {
+  const [ip, bits, more] = v.trim().split('/');
+  const family = isIP(ip ?? '');
+  if (!family || more !== undefined) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
 }
 
 const addr = () => text((v) => (isListenAddr(v) ? v : new Bad(`expected host:port or :port, got ${describe(v)}`)));
@@ -317,6 +325,11 @@ export const fileSchema = z.object({
       cafile: str().optional(),
     }),
     cache: opt({ maxsize: size().optional(), lowwatermark: ratio().optional() }),
+    trustproxy: z
+      .union([bool(), z.array(text((v) => (isAddrOrCidr(v) ? v.trim() : new Bad(`expected an IP address or CIDR, got ${describe(v)}`))))], {
+        error: 'expected true, false or a list of proxy addresses/CIDRs',
+      })
+      .optional(),
     upstreams: z.array(z.object(upstreamShape)).optional(),
   }),
 });

@@ -99,6 +99,8 @@ export interface Config {
   upstreams: UpstreamConfig[];
   regcache: {
     requireauth: boolean;
+    /** Whose X-Forwarded-For to believe for client addresses in logs: every hop (true) or these proxies (addresses/CIDRs). Absent: none. */
+    trustproxy?: boolean | string[];
     /** How certificates for http.tls.letsencrypt are obtained. */
     acme: {
       challenge: 'tls-alpn-01' | 'http-01' | 'dns-01';

@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import type { Readable } from 'node:stream';
+import { RegistryError } from '../errors.js';
 import type { StorageDriver, ByteRange } from '../storage/types.js';
 import type { Upstream } from '../upstream/types.js';
+import type { Coordinator } from './coordinator.js';
 import { Download } from './download.js';
 import type { CacheResult, ProxyEvents } from './events.js';
 
@@ -9,18 +11,34 @@ export type BlobSource =
   | { kind: 'stored'; size: number; result: CacheResult; path?: string; open(range?: ByteRange): Promise<Readable> }
   | { kind: 'download'; size: number | null; result: CacheResult; open(range?: ByteRange): Readable };
 
+/** A fetch lease outlives a crashed replica by at most this long. */
+const LEASE_TTL_MS = 15_000;
+/** How long a replica waits for another's lease before looking at storage and trying again. */
+const WAIT_SLICE_MS = 5_000;
+
 /**
  * Blob cache policy: content-addressed and immutable, so a stored blob is always served as is; a miss
  * starts exactly one upstream fetch per digest, which every concurrent client shares (see Download).
+ * With a Coordinator (several replicas over one storage), a replica fetches only while it holds the digest's
+ * lease; the others wait for it to be released and then serve the committed blob from storage.
  */
 export class BlobCache {
-  private readonly inflight = new Map<string, Promise<Download>>();
+  /** null: another replica committed the blob while we waited; read it from storage. */
+  private readonly inflight = new Map<string, Promise<Download | null>>();
+  private coordinator: Coordinator | undefined;
+  /** Open client streams per digest. */
+  private readonly serving = new Map<string, number>();
 
   constructor(
     private readonly storage: StorageDriver,
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
   ) {}
+
+  /** Cross-replica coordination of upstream fetches (redis); undefined: this process alone. */
+  setCoordinator(coordinator: Coordinator | undefined): void {
+    this.coordinator = coordinator;
+  }
 
   private async stored(digest: string, result: CacheResult): Promise<BlobSource | null> {
     const st = await this.storage.statBlob(digest);
@@ -47,35 +65,104 @@ export class BlobCache {
     return { size: head.size, result: 'miss' };
   }
 
+  /** True while the blob is being fetched or served: the lifecycle sweeper leaves it alone. */
+  isBusy(digest: string): boolean {
+    return this.inflight.has(digest) || (this.serving.get(digest) ?? 0) > 0;
+  }
+
+  private track<T extends Readable>(digest: string, stream: T): T {
+    this.serving.set(digest, (this.serving.get(digest) ?? 0) + 1);
+    stream.once('close', () => {
+      const n = (this.serving.get(digest) ?? 1) - 1;
+      if (n > 0) this.serving.set(digest, n);
+      else this.serving.delete(digest);
+    });
+    return stream;
+  }
+
   async get(upstream: Upstream, repo: string, digest: string): Promise<BlobSource> {
+    const src = await this.lookup(upstream, repo, digest);
+    this.events.blobServed(upstream.name, repo, digest, src.result);
+    if (src.kind === 'download') {
+      const open = src.open;
+      return { ...src, open: (range) => this.track(digest, open(range)) };
+    }
+    const open = src.open;
+    return {
+      ...src,
+      open: async (range) => {
+        let stream: Readable;
+        try {
+          stream = await open(range);
+        } catch (e) {
+          if (!(e instanceof RegistryError) || e.code !== 'BLOB_UNKNOWN') throw e;
+          // Evicted between lookup and open: fetch it again, transparently.
+          stream = await (await this.lookup(upstream, repo, digest)).open(range);
+        }
+        return this.track(digest, stream);
+      },
+    };
+  }
+
+  private async lookup(upstream: Upstream, repo: string, digest: string): Promise<BlobSource> {
     const hit = await this.stored(digest, 'hit');
     if (hit) return hit;
     let result: CacheResult = 'coalesced';
     let pending = this.inflight.get(digest);
     if (!pending) {
       result = 'miss';
-      pending = this.startDownload(upstream, repo, digest);
+      pending = this.coordinator
+        ? this.fetchCoordinated(upstream, repo, digest, this.coordinator)
+        : this.startDownload(upstream, repo, digest);
       this.inflight.set(digest, pending);
-      pending.then(
-        (dl) =>
-          dl.finished.then(
-            () => this.inflight.delete(digest),
-            () => this.inflight.delete(digest),
-          ),
-        () => this.inflight.delete(digest),
-      );
+      const done = (): boolean => this.inflight.delete(digest);
+      pending.then((dl) => (dl ? dl.finished.then(done, done) : done()), done);
     } else {
       this.events.coalesced('blob');
     }
     const dl = await pending;
-    if (!dl.isRunning) {
-      // Finished between lookup and now: committed → serve from storage; failed → its error.
-      await dl.finished;
-      const s = await this.stored(digest, result);
+    if (!dl || !dl.isRunning) {
+      // Finished between lookup and now (or by another replica): committed → serve from storage; failed → its error.
+      await dl?.finished;
+      const s = await this.stored(digest, dl ? result : 'coalesced');
       if (s) return s;
-      return this.get(upstream, repo, digest);
+      return this.lookup(upstream, repo, digest);
     }
     return { kind: 'download', size: dl.size, result, open: (range) => dl.createReader(range?.start, range?.end) };
+  }
+
+  /**
+   * Fetches the blob once across replicas: holds `blob:<digest>` while downloading (released after commit or
+   * failure; a crashed holder's lease expires), or waits for the holder and then takes the committed blob
+   * from storage — or the lease, if the holder failed.
+   */
+  private async fetchCoordinated(
+    upstream: Upstream,
+    repo: string,
+    digest: string,
+    coordinator: Coordinator,
+  ): Promise<Download | null> {
+    const key = `blob:${digest}`;
+    for (let waited = false; ; waited = true) {
+      const lease = await coordinator.tryAcquire(key, LEASE_TTL_MS);
+      if (lease) {
+        let dl: Download | null = null;
+        try {
+          // Another replica may have committed it between our storage miss and the lease.
+          if (!(await this.storage.statBlob(digest))) dl = await this.startDownload(upstream, repo, digest);
+        } finally {
+          if (dl) void dl.finished.then(() => lease.release(), () => lease.release());
+          else await lease.release();
+        }
+        return dl;
+      }
+      if (!waited) {
+        this.events.coalesced('blob');
+        this.logger.debug({ digest, repo }, 'blob is being fetched by another replica; waiting');
+      }
+      await coordinator.waitReleased(key, WAIT_SLICE_MS);
+      if (await this.storage.statBlob(digest)) return null;
+    }
   }
 
   private async startDownload(upstream: Upstream, repo: string, digest: string): Promise<Download> {
@@ -84,6 +171,8 @@ export class BlobCache {
     try {
       writer = await this.storage.createBlobWriter(digest);
     } catch (e) {
+      // destroying an unread undici body emits an abort error: without a listener it would crash the process
+      resp.body.on('error', () => {});
       resp.body.destroy();
       throw e;
     }
@@ -96,6 +185,7 @@ export class BlobCache {
       writer,
       onFinish: (err, bytes) => {
         this.events.downloadFinished(upstream.name, bytes, err);
+        if (!err) this.events.blobFetched(upstream.name, repo, digest, bytes);
         if (err) this.logger.warn({ digest, repo, upstream: upstream.name, err: err.message }, 'blob download failed; nothing cached');
         else this.logger.debug({ digest, repo, bytes, ms: Date.now() - started }, 'blob cached');
       },
@@ -105,6 +195,6 @@ export class BlobCache {
   /** Resolves when no download is running (graceful shutdown). */
   async drain(): Promise<void> {
     const all = [...this.inflight.values()];
-    await Promise.allSettled(all.map(async (p) => (await p).finished));
+    await Promise.allSettled(all.map(async (p) => (await p)?.finished));
   }
 }

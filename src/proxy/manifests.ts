@@ -56,6 +56,18 @@ export class ManifestCache {
   ) {}
 
   async get(upstream: Upstream, freshnessMs: number, repo: string, ref: string): Promise<ManifestResult> {
+    const m = await this.lookup(upstream, freshnessMs, repo, ref);
+    this.events.manifestServed(upstream.name, repo, m.digest, m.result);
+    return m;
+  }
+
+  /** Drops in-memory copies of content the lifecycle sweeper removed from storage. */
+  forget(upstreamName: string, repo: string, ref: { digest?: string; tag?: string }): void {
+    if (ref.digest) this.memory.delete(`${upstreamName}/${repo}@${ref.digest}`);
+    if (ref.tag) this.tags.delete(tagKey(upstreamName, repo, ref.tag));
+  }
+
+  private async lookup(upstream: Upstream, freshnessMs: number, repo: string, ref: string): Promise<ManifestResult> {
     const key = `${upstream.name}/${repo}@${ref}`;
     const running = this.inflight.get(key);
     if (running) {
@@ -116,6 +128,7 @@ export class ManifestCache {
     }
     if (cached && head.digest === cached.digest) {
       await this.saveTag(tkey, { digest: head.digest, mediaType: cached.mediaType, validatedAt: this.now() });
+      this.events.tagValidated(upstream.name, repo, tag, head.digest);
       return { ...cached, result: 'revalidated' };
     }
     let m: ManifestResult;
@@ -126,6 +139,7 @@ export class ManifestCache {
       throw e;
     }
     await this.saveTag(tkey, { digest: m.digest, mediaType: m.mediaType, validatedAt: this.now() });
+    this.events.tagValidated(upstream.name, repo, tag, m.digest);
     return { ...m, result: m.result === 'hit' ? 'revalidated' : 'miss' };
   }
 
@@ -172,5 +186,6 @@ export class ManifestCache {
     const link: ManifestLink = { mediaType: m.mediaType, size: m.bytes.length, fetchedAt: this.now() };
     await this.storage.putObject(manifestLinkKey(upstreamName, repo, m.digest), Buffer.from(JSON.stringify(link)));
     this.memory.set(`${upstreamName}/${repo}@${m.digest}`, { bytes: m.bytes, mediaType: m.mediaType, digest: m.digest });
+    this.events.manifestFetched(upstreamName, repo, m.digest, m.mediaType, m.bytes);
   }
 }

@@ -7,6 +7,7 @@ import { RegistryApi } from '../registry/api.js';
 import { UpstreamRouter } from '../registry/router.js';
 import { openStorage, type StorageDriver } from '../storage/index.js';
 import { createUpstream } from '../upstream/index.js';
+import { createCoordination } from '../coordination/index.js';
 import { createHandler } from './handler.js';
 import { parseAddr } from './addr.js';
 import { Security } from './security.js';
@@ -35,7 +36,7 @@ function listen(server: http.Server, addr: string, scheme: 'http' | 'https'): Pr
 
 export async function startApp(config: Config, logger: Logger): Promise<RunningApp> {
   const security = await Security.open(config, logger);
-  const storage = await openStorage(config.storage);
+  const storage = await openStorage(config.storage, { redirect: config.storageRedirect });
   const removed = await storage.cleanup();
   if (removed > 0) logger.info({ removed }, 'removed leftovers of interrupted downloads');
 
@@ -45,6 +46,9 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   }));
   const router = new UpstreamRouter(upstreams);
   const proxy = new Proxy(storage, logger);
+  // redis: replicas sharing one storage fetch each uncached blob once between them.
+  const coordination = config.redis ? createCoordination(config.redis, logger) : undefined;
+  proxy.blobs.setCoordinator(coordination?.coordinator);
   const api = new RegistryApi(proxy, router);
 
   const base = {
@@ -77,6 +81,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   } catch (e) {
     for (const s of servers) s.close();
     security.close();
+    await coordination?.close();
     await storage.close();
     throw e;
   }
@@ -91,6 +96,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     await Promise.race([proxy.blobs.drain(), timer]);
     await Promise.all(upstreams.map((u) => u.client.close()));
     security.close();
+    await coordination?.close();
     await storage.close();
   };
   return {

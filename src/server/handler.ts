@@ -18,7 +18,10 @@ export interface HandlerOptions {
   authenticate?: (req: IncomingMessage) => Promise<void>;
   /** Extra non-API routes (health, ACME challenges); return true when handled. */
   extra?: (req: IncomingMessage, res: ServerResponse, pathname: string) => boolean | Promise<boolean>;
-  onResponse?: (info: { method: string; route: string; status: number; ms: number; cache?: string; bytes: number }) => void;
+  /** Called once per response; bytes = body bytes of this response. */
+  onResponse?: (info: { method: string; route: string; status: number; ms: number; cache?: string; bytes: number; upstream?: string }) => void;
+  /** The client address for the access log (honours X-Forwarded-For per regcache.trustproxy); default: the peer. */
+  clientAddress?: (req: IncomingMessage) => string | undefined;
 }
 
 function routeLabel(pathname: string): string {
@@ -36,11 +39,15 @@ export function createHandler(opts: HandlerOptions) {
     let pathname = '/';
     let search = '';
     let result: ApiResponse | undefined;
+    /** Body bytes of a streamed response; buffered ones are counted by their Content-Length. */
+    let streamed: number | undefined;
     for (const [k, v] of Object.entries(opts.headers)) res.setHeader(k, v);
     res.on('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const bytes = res.socket?.bytesWritten ?? 0;
-      opts.onResponse?.({ method, route: routeLabel(pathname), status: res.statusCode, ms, cache: result?.cache, bytes });
+      const bytes =
+        streamed ?? (isHead || res.statusCode === 304 || !res.headersSent ? 0 : Number(res.getHeader('content-length') ?? 0));
+      const upstream = result?.upstream;
+      opts.onResponse?.({ method, route: routeLabel(pathname), status: res.statusCode, ms, cache: result?.cache, bytes, upstream });
       if (opts.accessLog) {
         logger.info(
           {
@@ -48,10 +55,11 @@ export function createHandler(opts: HandlerOptions) {
             path: pathname,
             query: search || undefined,
             status: res.statusCode,
+            bytes,
             ms: Math.round(ms * 10) / 10,
             cache: result?.cache,
             upstream: result?.upstream,
-            remote: req.socket.remoteAddress,
+            remote: opts.clientAddress ? opts.clientAddress(req) : req.socket.remoteAddress,
             ua: req.headers['user-agent'],
             aborted: !res.writableFinished || undefined,
           },
@@ -88,6 +96,8 @@ export function createHandler(opts: HandlerOptions) {
       }
       // Open the body before the status goes out, so that a failure to open is still a clean error response.
       const stream = await (result.body as () => Promise<Readable> | Readable)();
+      streamed = 0;
+      stream.on('data', (chunk: Buffer) => (streamed! += chunk.length));
       res.writeHead(result.status, result.headers);
       await pipeline(stream, res);
     } catch (e) {

@@ -52,6 +52,22 @@ export class FilesystemStorage implements StorageDriver {
     return p;
   }
 
+  /**
+   * Runs fn (which creates a file in _uploads). When _uploads is gone — the storage directory was deleted and
+   * recreated empty under a running server — recreates it once and retries. The root itself is not recreated.
+   */
+  private async inUploads<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      await mkdir(this.uploads).catch((m: NodeJS.ErrnoException) => {
+        if (m.code !== 'EEXIST') throw e;
+      });
+      return fn();
+    }
+  }
+
   localBlobPath(digest: string): string {
     return this.file(blobKey(digest));
   }
@@ -85,7 +101,7 @@ export class FilesystemStorage implements StorageDriver {
     const temp = path.join(this.uploads, randomUUID());
     let fh: FileHandle;
     try {
-      fh = await open(temp, 'wx', 0o644);
+      fh = await this.inUploads(() => open(temp, 'wx', 0o644));
     } catch (e) {
       throw storageError('create temp file', e);
     }
@@ -172,7 +188,7 @@ export class FilesystemStorage implements StorageDriver {
     const final = this.file(key);
     const temp = path.join(this.uploads, randomUUID());
     try {
-      await writeFile(temp, data, { flag: 'wx' });
+      await this.inUploads(() => writeFile(temp, data, { flag: 'wx' }));
       await mkdir(path.dirname(final), { recursive: true });
       await rename(temp, final);
     } catch (e) {

@@ -102,8 +102,9 @@ export class S3Storage implements StorageDriver {
   }
 
   async statBlob(digest: string): Promise<{ size: number } | null> {
+    const Key = this.key(blobKey(digest));
     try {
-      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(blobKey(digest)) }));
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
       return { size: res.ContentLength ?? 0 };
     } catch (e) {
       if (isS3NotFound(e)) return null;
@@ -112,11 +113,12 @@ export class S3Storage implements StorageDriver {
   }
 
   async readBlob(digest: string, range?: ByteRange): Promise<Readable> {
+    const Key = this.key(blobKey(digest));
     try {
       const res = await this.client.send(
         new GetObjectCommand({
           Bucket: this.bucket,
-          Key: this.key(blobKey(digest)),
+          Key,
           Range: range ? `bytes=${range.start}-${range.end}` : undefined,
         }),
       );
@@ -161,8 +163,9 @@ export class S3Storage implements StorageDriver {
   }
 
   async getObject(key: string): Promise<Buffer | null> {
+    const Key = this.key(key);
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
       return Buffer.from(await res.Body!.transformToByteArray());
     } catch (e) {
       if (isS3NotFound(e)) return null;
@@ -171,11 +174,12 @@ export class S3Storage implements StorageDriver {
   }
 
   async putObject(key: string, data: Buffer): Promise<void> {
+    const Key = this.key(key);
     try {
       await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
-          Key: this.key(key),
+          Key,
           Body: data,
           ContentLength: data.length,
           ServerSideEncryption: this.cfg.encrypt ? 'AES256' : undefined,
@@ -187,8 +191,9 @@ export class S3Storage implements StorageDriver {
   }
 
   async deleteObject(key: string): Promise<void> {
+    const Key = this.key(key);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(key) }));
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
     } catch (e) {
       if (!isS3NotFound(e)) throw s3Error('delete', e);
     }

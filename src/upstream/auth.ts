@@ -14,6 +14,8 @@ export interface AuthOptions {
   authHosts: string[];
   username?: string;
   password?: string;
+  /** Credentials from a docker credential helper (ECR): fetched on use, refreshed after a rejection. */
+  credentialHelper?: { get(): Promise<{ username: string; password: string }>; invalidate(): void };
 }
 
 interface CachedToken {
@@ -40,19 +42,34 @@ export class Authenticator {
   private readonly tokens = new Map<string, CachedToken>();
   private readonly inflight = new Map<string, Promise<string>>();
   private readonly warnedRealms = new Set<string>();
+  private username: string | undefined;
+  private password: string | undefined;
 
   constructor(
     private readonly opts: AuthOptions,
     private readonly transport: Transport,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.username = opts.username;
+    this.password = opts.password;
+  }
 
   private get hasCredentials(): boolean {
-    return this.opts.username !== undefined && this.opts.username !== '' && this.opts.password !== undefined;
+    return this.username !== undefined && this.username !== '' && this.password !== undefined;
   }
 
   private basicHeader(): string {
-    return 'Basic ' + Buffer.from(`${this.opts.username}:${this.opts.password}`).toString('base64');
+    return 'Basic ' + Buffer.from(`${this.username}:${this.password}`).toString('base64');
+  }
+
+  private async loadCredentials(): Promise<void> {
+    if (!this.opts.credentialHelper) return;
+    const c = await this.opts.credentialHelper.get();
+    if (c.username !== this.username || c.password !== this.password) {
+      this.username = c.username;
+      this.password = c.password;
+      this.tokens.clear();
+    }
   }
 
   /**
@@ -60,6 +77,7 @@ export class Authenticator {
    * shared by concurrent callers: an abort stops this caller's wait, not the fetch (bounded by the timeouts).
    */
   async authorization(scope: string, signal?: AbortSignal): Promise<string | undefined> {
+    await this.loadCredentials();
     if (this.bearer) return `Bearer ${await untilAborted(this.token(scope), signal)}`;
     if (this.basic && this.hasCredentials) return this.basicHeader();
     return undefined;
@@ -70,6 +88,8 @@ export class Authenticator {
    * may succeed (a Bearer challenge, or a Basic challenge for which we have credentials not yet sent).
    */
   onUnauthorized(wwwAuthenticate: string | string[] | undefined, scope: string, sentBasic: boolean): boolean {
+    // Helper credentials (ECR tokens) expire: a rejection makes the next attempt ask the helper again.
+    if (sentBasic) this.opts.credentialHelper?.invalidate();
     const challenges = parseChallenges(wwwAuthenticate);
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     if (bearer) {
@@ -83,7 +103,7 @@ export class Authenticator {
       this.tokens.delete(scope);
       return true;
     }
-    if (challenges.some((c) => c.scheme === 'basic') && this.hasCredentials && !sentBasic) {
+    if (challenges.some((c) => c.scheme === 'basic') && (this.hasCredentials || this.opts.credentialHelper) && !sentBasic) {
       this.basic = true;
       return true;
     }
@@ -101,9 +121,12 @@ export class Authenticator {
     return pending;
   }
 
-  private mayReceiveCredentials(host: string): boolean {
-    const h = host.toLowerCase();
-    return h === this.opts.upstreamHost.toLowerCase() || this.opts.authHosts.some((a) => a.toLowerCase() === h);
+  /** The upstream's own host name, or an authhosts entry (`host` or `host:port`). */
+  private mayReceiveCredentials(url: URL): boolean {
+    const hostname = url.hostname.toLowerCase();
+    const host = url.host.toLowerCase();
+    if (hostname === this.opts.upstreamHost.toLowerCase()) return true;
+    return this.opts.authHosts.some((a) => a.toLowerCase() === hostname || a.toLowerCase() === host);
   }
 
   private async fetchToken(scope: string): Promise<string> {
@@ -113,7 +136,7 @@ export class Authenticator {
     url.searchParams.set('scope', scope);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.hasCredentials) {
-      if (this.mayReceiveCredentials(url.hostname)) {
+      if (this.mayReceiveCredentials(url)) {
         headers.authorization = this.basicHeader();
       } else if (!this.warnedRealms.has(url.host)) {
         this.warnedRealms.add(url.host);
@@ -136,6 +159,7 @@ export class Authenticator {
     }
     if (res.status !== 200) {
       await res.body.dump();
+      if (headers.authorization) this.opts.credentialHelper?.invalidate();
       throw fail(res.status === 403 ? 'DENIED' : 'UNAUTHORIZED', `returned ${res.status}`);
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };

@@ -9,9 +9,10 @@ import {
   stripParams,
   UPSTREAM_MANIFEST_ACCEPT,
 } from '../oci/mediatypes.js';
+import { CredentialHelper } from './credhelper.js';
 import { Authenticator, pullScope } from './auth.js';
 import { BodyTooLargeError, parseContentLength, readLimited } from './body.js';
-import { DOCKER_HUB_AUTH_HOST, isDockerHubHost, normalizeRepo } from './dockerhub.js';
+import { normalizeRepo } from './dockerhub.js';
 import { isAbort, networkError, statusError, type Resource } from './failures.js';
 import { RateLimitTracker } from './ratelimit.js';
 import { header, Transport, type UpstreamResponse } from './transport.js';
@@ -53,10 +54,17 @@ class UpstreamClient implements Upstream {
       },
       logger,
     );
-    const authHosts = [...cfg.authhosts];
-    if (isDockerHubHost(remote.hostname)) authHosts.push(DOCKER_HUB_AUTH_HOST);
     this.auth = new Authenticator(
-      { name: cfg.name, upstreamHost: remote.hostname, authHosts, username: cfg.username, password: cfg.password },
+      {
+        name: cfg.name,
+        upstreamHost: remote.hostname,
+        authHosts: cfg.authhosts, // config adds auth.docker.io for Docker Hub
+        username: cfg.username,
+        password: cfg.password,
+        credentialHelper: cfg.credentialhelper
+          ? new CredentialHelper(cfg.credentialhelper, remote.host, logger)
+          : undefined,
+      },
       this.transport,
       logger,
     );

@@ -69,7 +69,7 @@ export class Transport {
     private readonly logger: Logger,
   ) {
     this.delays = opts.retryDelaysMs ?? [100, 400];
-    const ca = opts.ca ? [...rootCertificates, readFileSync(opts.ca, 'utf8')] : undefined;
+    const ca = opts.ca ? [...rootCertificates, readCa(opts.name, opts.ca)] : undefined;
     this.agent = new Agent({
       connections: opts.connections,
       pipelining: 1,
@@ -148,6 +148,14 @@ export class Transport {
 
   async close(): Promise<void> {
     await this.agent.destroy();
+  }
+}
+
+function readCa(name: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`upstream ${name}: cannot read ca file ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -132,6 +132,14 @@ proxy: { remoteurl: "http://127.0.0.1:${deadPort}" }
     assert.doesNotMatch(r.stdout + r.stderr, /\btoken\b/, 'the upstream password is never printed');
   });
 
+  it('the shipped example configs load', async () => {
+    for (const f of ['deploy/config.example.yml', 'deploy/docker/config.yml', 'deploy/kubernetes/config.yml']) {
+      const r = await cli(['config', 'check', '--config', join(REPO_ROOT, f)]);
+      assert.equal(r.code, 0, `${f}: ${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /unknown key/, f);
+    }
+  });
+
   it('unknown keys are warned about by name', async () => {
     const file = join(work, 'unknown.yml');
     await writeFile(file, 'version: 0.1\nhttp: { addr: ":5000", frobnicate: 1 }\n');

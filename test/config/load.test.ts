@@ -91,7 +91,7 @@ describe('DESIGN.md reference config', () => {
           authhosts: ['auth.docker.io'],
         },
       ],
-      regcache: { requireauth: false, cache: { lowwatermark: 0.9 } },
+      regcache: { requireauth: false, acme: { challenge: 'tls-alpn-01', httpaddr: ':80' }, cache: { lowwatermark: 0.9 } },
     });
   });
 

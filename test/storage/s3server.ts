@@ -3,7 +3,8 @@
 // s3rver 3.7 implements multipart upload create/part/complete but not AbortMultipartUpload nor
 // ListMultipartUploads; both are added here as a small Koa middleware over s3rver's own upload directory
 // (`<dir>/<bucket>/._S3rver_uploads/<uploadId>/{key,1,2,...}`), so the driver's abort and cleanup paths run
-// against a server rather than being skipped.
+// against a server rather than being skipped. The same middleware fixes s3rver's handling of `Range: bytes=0-0`.
+import { createReadStream } from 'node:fs';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -57,6 +58,18 @@ export async function startS3(opts: { bucket?: string } = {}): Promise<RunningS3
   server.middleware.unshift(async (ctx, next) => {
     const segs = (ctx.path as string).split('/').filter(Boolean).map(decodeURIComponent);
     if (segs[0] !== bucket) return next();
+    if (ctx.method === 'GET' && segs.length > 1 && ctx.headers.range === 'bytes=0-0') {
+      // s3rver reads an end of 0 as "no end" (`Number(end) || Infinity`): `bytes=0-0` would get the whole object.
+      await next();
+      const body = ctx.body as { path?: string; destroy?(): void } | undefined;
+      if (ctx.status !== 206 || typeof body?.path !== 'string') return;
+      body.destroy?.();
+      const size = (await stat(body.path)).size;
+      ctx.body = createReadStream(body.path, { start: 0, end: 0 });
+      ctx.length = 1;
+      ctx.set('Content-Range', `bytes 0-0/${size}`);
+      return;
+    }
     if (ctx.method === 'DELETE' && segs.length > 1 && typeof ctx.query.uploadId === 'string') {
       const id = ctx.query.uploadId as string;
       if (!/^[0-9a-f]+$/.test(id)) return next();

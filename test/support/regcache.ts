@@ -28,6 +28,10 @@ export interface RunningRegcache {
   stop(): Promise<void>;
 }
 
+function hasDriver(storage: unknown): boolean {
+  return typeof storage === 'object' && storage !== null && ['filesystem', 'inmemory', 's3'].some((d) => d in storage);
+}
+
 /** In-process regcache on a free loopback port, filesystem storage in a temp dir (or `root`). */
 export async function startRegcache(opts: {
   /** distribution's proxy.remoteurl; omit to configure upstreams only through regcache.upstreams. */
@@ -42,7 +46,8 @@ export async function startRegcache(opts: {
   const base = {
     version: 0.1,
     log: { level: 'debug', formatter: 'json' },
-    storage: { filesystem: { rootdirectory: root } },
+    // A driver given in opts.config (e.g. storage.s3) replaces the default filesystem one.
+    storage: hasDriver(opts.config?.storage) ? {} : { filesystem: { rootdirectory: root } },
     http: { addr: `127.0.0.1:${port}`, draintimeout: '5s' },
     ...(opts.upstreamUrl !== undefined && { proxy: { remoteurl: opts.upstreamUrl } }),
     regcache: { timeouts: { connect: '2s', headers: '5s', idle: '5s' } },

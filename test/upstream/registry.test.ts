@@ -96,9 +96,6 @@ after(async () => {
   await Promise.all(clients.map((c) => c.close()));
   await anon?.stop();
   await removeDir(work);
-  const all = logLines.join('');
-  for (const s of SECRETS) assert.ok(!all.includes(s), 'a credential appeared in the logs');
-  assert.ok(!/Bearer eyJ|"eyJ/.test(all), 'a token appeared in the logs');
 });
 
 describe('anonymous upstream', () => {
@@ -282,5 +279,21 @@ describe('token (Bearer) upstream', () => {
     const u = client(foreignReg.url, { username: USER, password: PASSWORD, authhosts: ['127.0.0.2'] });
     await u.headManifest('test/app', 'v1');
     assert.equal(foreign.requests.at(-1)!.hadAuthorization, true);
+    const withPort = client(foreignReg.url, { username: USER, password: PASSWORD, authhosts: [new URL(foreign.realm).host] });
+    await withPort.headManifest('test/app', 'v1');
+    assert.equal(foreign.requests.at(-1)!.hadAuthorization, true);
   });
+});
+
+test('an aborted request rejects with the abort reason, not a RegistryError', async () => {
+  const ac = new AbortController();
+  ac.abort(new Error('client went away'));
+  await assert.rejects(client(anon.url).getManifest('test/app', 'v1', ac.signal), /client went away/);
+});
+
+test('no credential or token ever appeared in the logs (runs last)', () => {
+  const all = logLines.join('');
+  assert.ok(logLines.length > 20, 'logs were captured');
+  for (const s of SECRETS) assert.ok(!all.includes(s), 'a credential appeared in the logs');
+  assert.ok(!/eyJ[A-Za-z0-9_-]{10,}\./.test(all), 'a token appeared in the logs');
 });

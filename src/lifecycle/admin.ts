@@ -1,0 +1,219 @@
+import type { Logger } from 'pino';
+import type { MetadataIndex } from '../metadata/index.js';
+import { repoName, type TagRecord } from '../metadata/types.js';
+import { isDigest } from '../oci/digest.js';
+import type { StorageDriver } from '../storage/types.js';
+import { buildUnits, Planner, type Reason, type Removal, type Unit } from './plan.js';
+import { applyRemovals, type LiveCache, type RemoveReport } from './remove.js';
+import { verifyBlobs, type VerifyReport } from './verify.js';
+
+export interface RepoSummary {
+  upstream: string;
+  repo: string;
+  tags: Array<{ tag: string; digest: string; validatedAt: number }>;
+  manifests: number;
+  blobs: number;
+  /** Bytes of the distinct blobs the repository uses (blobs shared with other repositories count in each). */
+  bytes: number;
+  lastAccess: number;
+}
+
+export interface CacheListing {
+  totalBytes: number;
+  blobs: number;
+  maxSizeBytes?: number;
+  repos: RepoSummary[];
+}
+
+export interface PlannedRemoval {
+  unit: string;
+  reason: Reason;
+  tags: string[];
+  manifests: number;
+  blobs: number;
+  bytes: number;
+}
+
+export interface RemovalResult {
+  dryRun: boolean;
+  bytesBefore: number;
+  bytesAfter: number;
+  planned: PlannedRemoval[];
+  /** What was done (absent for a dry run). */
+  done?: RemoveReport;
+}
+
+export interface AdminContext {
+  index: MetadataIndex;
+  storage: StorageDriver;
+  live?: LiveCache;
+  logger?: Logger;
+  ttlOf(upstream: string | undefined): number | null;
+  maxSizeBytes?: number;
+  lowWatermark: number;
+  onRemoved?(reason: Reason, blobs: number, bytes: number): void;
+  now?(): number;
+}
+
+/** `repo`, `repo:tag`, `repo@digest`; repo may carry the upstream (`docker.io/library/alpine`). */
+export function parseCacheRef(ref: string): { repo: string; tag?: string; digest?: string } {
+  const at = ref.indexOf('@');
+  if (at >= 0) return { repo: ref.slice(0, at), digest: ref.slice(at + 1) };
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  if (colon > slash) return { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+  return { repo: ref };
+}
+
+/** Whether a user-typed repository name means upstream/repo: `upstream/repo`, `repo`, or Docker Hub's short `alpine`. */
+export function repoMatches(query: string, upstream: string, repo: string): boolean {
+  if (query === repo || query === repoName(upstream, repo)) return true;
+  const short = repo.startsWith('library/') ? repo.slice('library/'.length) : undefined;
+  return short !== undefined && (query === short || query === repoName(upstream, short));
+}
+
+/** The `regcache cache` operations over one index + storage: used by the CLI directly and by the server's admin API. */
+export class CacheAdmin {
+  constructor(private readonly ctx: AdminContext) {}
+
+  private get now(): number {
+    return (this.ctx.now ?? Date.now)();
+  }
+
+  list(filter?: string): CacheListing {
+    const { index } = this.ctx;
+    const repos = new Map<string, RepoSummary & { digests: Set<string> }>();
+    const entry = (upstream: string, repo: string) => {
+      const k = repoName(upstream, repo);
+      let r = repos.get(k);
+      if (!r) repos.set(k, (r = { upstream, repo, tags: [], manifests: 0, blobs: 0, bytes: 0, lastAccess: 0, digests: new Set() }));
+      return r;
+    };
+    for (const m of index.manifests()) {
+      if (filter && !repoMatches(filter, m.upstream, m.repo)) continue;
+      const r = entry(m.upstream, m.repo);
+      r.manifests++;
+      r.lastAccess = Math.max(r.lastAccess, m.lastAccess);
+      for (const d of [m.digest, ...m.refs]) r.digests.add(d);
+    }
+    for (const t of index.tags()) {
+      if (filter && !repoMatches(filter, t.upstream, t.repo)) continue;
+      entry(t.upstream, t.repo).tags.push({ tag: t.tag, digest: t.digest, validatedAt: t.validatedAt });
+    }
+    for (const b of index.blobs()) {
+      for (const name of b.repos) {
+        const r = repos.get(name);
+        if (r) r.digests.add(b.digest);
+      }
+    }
+    const out: RepoSummary[] = [];
+    for (const { digests, ...r } of repos.values()) {
+      for (const d of digests) {
+        const b = index.blob(d);
+        if (!b) continue;
+        r.blobs++;
+        r.bytes += b.size;
+        r.lastAccess = Math.max(r.lastAccess, b.lastAccess);
+      }
+      r.tags.sort((a, b) => a.tag.localeCompare(b.tag));
+      out.push(r);
+    }
+    out.sort((a, b) => repoName(a.upstream, a.repo).localeCompare(repoName(b.upstream, b.repo)));
+    return { totalBytes: index.totalBytes, blobs: index.blobCount, maxSizeBytes: this.ctx.maxSizeBytes, repos: out };
+  }
+
+  private planner(): Planner {
+    return new Planner(this.ctx.index, buildUnits(this.ctx.index), (d) => this.ctx.live?.isBusy(d) ?? false);
+  }
+
+  private async carryOut(removals: Removal[], dryRun: boolean, bytesBefore: number): Promise<RemovalResult> {
+    const planned = removals.map((r) => ({
+      unit: r.unit.id,
+      reason: r.reason,
+      tags: r.tags.map((t) => `${repoName(t.upstream, t.repo)}:${t.tag}`),
+      manifests: r.manifests.length,
+      blobs: r.blobs.length,
+      bytes: r.bytes,
+    }));
+    if (dryRun) {
+      const freed = removals.reduce((s, r) => s + r.bytes, 0);
+      return { dryRun, bytesBefore, bytesAfter: bytesBefore - freed, planned };
+    }
+    const done = await applyRemovals(removals, this.ctx);
+    await this.ctx.index.flush();
+    return { dryRun, bytesBefore, bytesAfter: this.ctx.index.totalBytes, planned, done };
+  }
+
+  /** `rm repo`, `rm repo:tag` (the tag, and its image unless another tag keeps it), `rm repo@digest`. */
+  async remove(ref: string, opts: { dryRun?: boolean } = {}): Promise<RemovalResult> {
+    const { repo, tag, digest } = parseCacheRef(ref);
+    if (digest !== undefined && !isDigest(digest)) throw new Error(`invalid digest ${JSON.stringify(digest)}`);
+    const before = this.ctx.index.totalBytes;
+    const p = this.planner();
+    const inRepo = (u: Unit) => u.upstream !== undefined && u.repo !== undefined && repoMatches(repo, u.upstream, u.repo);
+    const extra: Removal[] = [];
+    if (tag !== undefined) {
+      for (const u of p.units.filter(inRepo)) {
+        const hit = u.tags.filter((t) => t.tag === tag);
+        if (hit.length === 0) continue;
+        if (u.tags.every((t) => t.tag === tag)) p.remove(u, 'manual');
+        else extra.push(tagOnly(u, hit));
+      }
+    } else if (digest !== undefined) {
+      const units = p.units.filter(inRepo);
+      const roots = units.filter((u) => u.root === digest);
+      for (const u of roots.length ? roots : units.filter((u) => u.manifests.some((m) => m.digest === digest))) p.remove(u, 'manual');
+      for (const u of p.units) {
+        if (u.manifests.length === 0 && u.blobs[0] === digest && this.onlyIn(u.blobs[0], repo)) p.remove(u, 'manual');
+      }
+    } else {
+      for (const u of p.units) {
+        if (inRepo(u) || (u.manifests.length === 0 && this.onlyIn(u.blobs[0]!, repo))) p.remove(u, 'manual');
+      }
+    }
+    return this.carryOut([...extra, ...p.removals], opts.dryRun ?? false, before);
+  }
+
+  /** A loose blob used by `repo` and no other repository. */
+  private onlyIn(digest: string, repo: string): boolean {
+    const b = this.ctx.index.blob(digest);
+    if (!b || b.repos.length === 0) return false;
+    return b.repos.every((name) => {
+      const i = name.indexOf('/');
+      return repoMatches(repo, name.slice(0, i), name.slice(i + 1));
+    });
+  }
+
+  /**
+   * Without options: what the background sweeper does (proxy.ttl, then maxsize down to the low-water mark).
+   * `olderThanMs`: images not used for that long. `maxSizeBytes`: least recently used images until the cache fits.
+   */
+  async prune(opts: { olderThanMs?: number; maxSizeBytes?: number; dryRun?: boolean } = {}): Promise<RemovalResult> {
+    const before = this.ctx.index.totalBytes;
+    const p = this.planner();
+    const now = this.now;
+    if (opts.olderThanMs === undefined && opts.maxSizeBytes === undefined) {
+      p.expire(now, this.ctx.ttlOf);
+      const max = this.ctx.maxSizeBytes;
+      if (max !== undefined && p.remainingBytes > max) p.shrinkTo(Math.floor(max * this.ctx.lowWatermark));
+    }
+    if (opts.olderThanMs !== undefined) p.olderThan(now, opts.olderThanMs, 'age');
+    if (opts.maxSizeBytes !== undefined) p.shrinkTo(opts.maxSizeBytes, 'lru');
+    return this.carryOut(p.removals, opts.dryRun ?? false, before);
+  }
+
+  async verify(opts: { dryRun?: boolean } = {}): Promise<VerifyReport> {
+    const report = await verifyBlobs(this.ctx.storage, { remove: !opts.dryRun, index: this.ctx.index, live: this.ctx.live });
+    if (report.removed > 0) {
+      const bytes = report.corrupt.reduce((s, c) => s + c.size, 0);
+      this.ctx.onRemoved?.('corrupt', report.removed, bytes);
+      this.ctx.logger?.warn({ corrupt: report.corrupt.map((c) => c.digest) }, 'verify: removed corrupt blobs');
+      await this.ctx.index.flush();
+    }
+    return report;
+  }
+}
+
+function tagOnly(unit: Unit, tags: TagRecord[]): Removal {
+  return { unit, reason: 'manual', manifests: [], tags, blobs: [], bytes: 0 };
+}

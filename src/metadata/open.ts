@@ -1,0 +1,48 @@
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { StorageConfig } from '../config/types.js';
+import { MetadataIndex } from './index.js';
+import { acquireLock, type MetadataLock } from './lock.js';
+
+/** Where the embedded index lives: `<rootdirectory>/_metadata` for filesystem storage; other drivers keep it in memory. */
+export function metadataDir(storage: StorageConfig): string | undefined {
+  return storage.driver === 'filesystem' ? path.join(path.resolve(storage.rootdirectory), '_metadata') : undefined;
+}
+
+export interface OpenedMetadata {
+  index: MetadataIndex;
+  /** This process owns the index (journal + lifecycle). False: another live process does; ours is memory-only. */
+  owner: boolean;
+  /** Pid of the owner when it is another process. */
+  heldBy?: number;
+  close(): Promise<void>;
+}
+
+/** Opens the index as its single writer, or memory-only when another process (a running server) holds the lock. */
+export async function openMetadata(dir: string | undefined, logger?: Logger, opts: { flushIntervalMs?: number } = {}): Promise<OpenedMetadata> {
+  if (!dir) {
+    const index = await MetadataIndex.open({ logger });
+    return { index, owner: true, close: () => index.close() };
+  }
+  const lock = await acquireLock(dir);
+  if ('heldBy' in lock) {
+    const index = await MetadataIndex.open({ logger });
+    return { index, owner: false, heldBy: lock.heldBy, close: () => index.close() };
+  }
+  let index: MetadataIndex;
+  try {
+    index = await MetadataIndex.open({ dir, logger, flushIntervalMs: opts.flushIntervalMs });
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+  return { index, owner: true, close: () => closeBoth(index, lock) };
+}
+
+async function closeBoth(index: MetadataIndex, lock: MetadataLock): Promise<void> {
+  try {
+    await index.close();
+  } finally {
+    await lock.release();
+  }
+}

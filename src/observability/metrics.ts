@@ -1,0 +1,280 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { CacheResult, ProxyEvents } from '../proxy/events.js';
+import type { RateLimitInfo } from '../upstream/types.js';
+
+/** What the handler reports per response (see HandlerOptions.onResponse). */
+export interface ResponseInfo {
+  method: string;
+  route: string;
+  status: number;
+  ms: number;
+  cache?: string;
+  bytes: number;
+  upstream?: string;
+}
+
+export interface MetricsSources {
+  upstreams(): Array<{ name: string; rateLimit(): RateLimitInfo | undefined }>;
+  cache(): { bytes: number; blobs: number; maxBytes?: number };
+  storageHealthy(): boolean;
+}
+
+/** distribution's expvar counters (registry.proxy.blobs / .manifests in /debug/vars). */
+interface ProxyVars {
+  Requests: number;
+  Hits: number;
+  Misses: number;
+  BytesPulled: number;
+  BytesPushed: number;
+}
+
+const FROM_CACHE = new Set<string>(['hit', 'revalidated', 'stale']);
+const KIND: Record<string, 'blob' | 'manifest' | 'tags'> = { blobs: 'blob', manifests: 'manifest', tags: 'tags' };
+
+/**
+ * Every counter the mirror exports, in one prom-client registry per app (so several apps in one process do not
+ * collide), plus distribution-style expvar counters for /debug/vars.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly vars = { blobs: newVars(), manifests: newVars() };
+  private readonly extra = { evictions: 0, evictedBytes: 0, coalescedWaits: 0, staleServed: 0 };
+
+  private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  private readonly httpDuration: Histogram<'method' | 'route'>;
+  private readonly cacheRequests: Counter<'kind' | 'result'>;
+  private readonly servedBytes: Counter<'kind' | 'source'>;
+  private readonly pullsSaved: Counter<'upstream'>;
+  private readonly upstreamRequests: Counter<'upstream' | 'op' | 'outcome'>;
+  private readonly upstreamErrors: Counter<'upstream' | 'op' | 'code'>;
+  private readonly upstreamBytes: Counter<'upstream' | 'kind'>;
+  private readonly coalesced: Counter<'kind'>;
+  private readonly stale: Counter<'upstream' | 'kind'>;
+  private readonly evictions: Counter<'reason'>;
+  private readonly evictedBytes: Counter<'reason'>;
+  private readonly inflight: Gauge<'upstream'>;
+
+  constructor(private readonly sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.httpRequests = new Counter({
+      name: 'regcache_http_requests_total',
+      help: 'HTTP requests by method, route (base, manifests, blobs, tags, _catalog, referrers, other) and status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'regcache_http_request_duration_seconds',
+      help: 'Time from request to the last byte of the response',
+      labelNames: ['method', 'route'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    });
+    this.cacheRequests = new Counter({
+      name: 'regcache_cache_requests_total',
+      help: 'Registry requests by kind (blob, manifest, tags) and cache result (hit, miss, coalesced, revalidated, stale)',
+      labelNames: ['kind', 'result'],
+      registers,
+    });
+    this.servedBytes = new Counter({
+      name: 'regcache_served_bytes_total',
+      help: 'Body bytes sent to clients, by kind and source: cache (stored) or upstream (fetched for this or a coalesced request)',
+      labelNames: ['kind', 'source'],
+      registers,
+    });
+    this.pullsSaved = new Counter({
+      name: 'regcache_upstream_pulls_saved_total',
+      help: 'Manifest GETs answered from cache: each is a pull the upstream (Docker Hub: rate-limited) did not count',
+      labelNames: ['upstream'],
+      registers,
+    });
+    this.upstreamRequests = new Counter({
+      name: 'regcache_upstream_requests_total',
+      help: 'Requests to upstream registries by operation and outcome (ok or error code)',
+      labelNames: ['upstream', 'op', 'outcome'],
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'regcache_upstream_errors_total',
+      help: 'Failed upstream requests (404 excluded), blob body failures included',
+      labelNames: ['upstream', 'op', 'code'],
+      registers,
+    });
+    this.upstreamBytes = new Counter({
+      name: 'regcache_upstream_fetched_bytes_total',
+      help: 'Bytes fetched from upstream registries (blobs and manifests)',
+      labelNames: ['upstream', 'kind'],
+      registers,
+    });
+    this.coalesced = new Counter({
+      name: 'regcache_coalesced_waits_total',
+      help: 'Requests that joined an upstream fetch already in flight instead of starting one',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.stale = new Counter({
+      name: 'regcache_stale_served_total',
+      help: 'Cached manifests or tag lists served because upstream failed (stale-if-error)',
+      labelNames: ['upstream', 'kind'],
+      registers,
+    });
+    this.evictions = new Counter({
+      name: 'regcache_evicted_blobs_total',
+      help: 'Blobs removed from the cache by reason (ttl, lru, age, manual, corrupt)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.evictedBytes = new Counter({
+      name: 'regcache_evicted_bytes_total',
+      help: 'Bytes removed from the cache by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.inflight = new Gauge({
+      name: 'regcache_inflight_downloads',
+      help: 'Blob downloads from upstream in progress',
+      labelNames: ['upstream'],
+      registers,
+    });
+    const src = sources;
+    new Gauge({
+      name: 'regcache_cache_size_bytes',
+      help: 'Bytes of blobs (layers, configs, manifests) in the cache',
+      registers,
+      collect() {
+        this.set(src.cache().bytes);
+      },
+    });
+    new Gauge({
+      name: 'regcache_cache_blobs',
+      help: 'Blobs in the cache',
+      registers,
+      collect() {
+        this.set(src.cache().blobs);
+      },
+    });
+    new Gauge({
+      name: 'regcache_cache_max_size_bytes',
+      help: 'regcache.cache.maxsize (absent when the cache is not capped)',
+      registers,
+      collect() {
+        const max = src.cache().maxBytes;
+        if (max !== undefined) this.set(max);
+      },
+    });
+    new Gauge({
+      name: 'regcache_storage_healthy',
+      help: '1 while the storage health check passes (or is disabled), 0 after threshold consecutive failures',
+      registers,
+      collect() {
+        this.set(src.storageHealthy() ? 1 : 0);
+      },
+    });
+    for (const [name, field, help] of [
+      ['regcache_upstream_ratelimit_remaining', 'remaining', 'Pulls left in the upstream rate-limit window (Docker Hub RateLimit-Remaining)'],
+      ['regcache_upstream_ratelimit_limit', 'limit', 'Upstream rate limit per window (Docker Hub RateLimit-Limit)'],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['upstream'],
+        registers,
+        collect() {
+          this.reset();
+          for (const u of src.upstreams()) {
+            const v = u.rateLimit()?.[field];
+            if (v !== undefined) this.set({ upstream: u.name }, v);
+          }
+        },
+      });
+    }
+  }
+
+  /** The proxy hooks metrics care about. */
+  readonly events: Pick<ProxyEvents, 'coalesced' | 'downloadStarted' | 'downloadFinished' | 'staleServed'> = {
+    coalesced: (kind) => {
+      this.coalesced.inc({ kind });
+      this.extra.coalescedWaits++;
+    },
+    downloadStarted: (upstream) => this.inflight.inc({ upstream }),
+    downloadFinished: (upstream, bytes, err) => {
+      this.inflight.dec({ upstream });
+      this.upstreamBytes.inc({ upstream, kind: 'blob' }, bytes);
+      this.vars.blobs.BytesPulled += bytes;
+      if (err) this.upstreamErrors.inc({ upstream, op: 'blobBody', code: (err as { code?: string }).code ?? 'error' });
+    },
+    staleServed: (upstream, kind) => {
+      this.stale.inc({ upstream, kind });
+      this.extra.staleServed++;
+    },
+  };
+
+  onResponse(info: ResponseInfo): void {
+    const status = String(info.status);
+    this.httpRequests.inc({ method: info.method, route: info.route, status });
+    this.httpDuration.observe({ method: info.method, route: info.route }, info.ms / 1000);
+    const kind = KIND[info.route];
+    if (!kind || !info.cache) return;
+    const result = info.cache as CacheResult;
+    this.cacheRequests.inc({ kind, result });
+    const fromCache = FROM_CACHE.has(result);
+    if (info.bytes > 0) this.servedBytes.inc({ kind, source: fromCache ? 'cache' : 'upstream' }, info.bytes);
+    if (kind === 'tags') return;
+    const v = kind === 'blob' ? this.vars.blobs : this.vars.manifests;
+    v.Requests++;
+    if (fromCache) v.Hits++;
+    else v.Misses++;
+    v.BytesPushed += info.bytes;
+    if (kind === 'manifest' && info.method === 'GET' && fromCache && info.upstream && info.status < 400) {
+      this.pullsSaved.inc({ upstream: info.upstream });
+    }
+  }
+
+  /** Called by the instrumented upstream client for every request. */
+  upstreamCall(upstream: string, op: string, outcome: { code?: string; status?: number; bytes?: number }): void {
+    this.upstreamRequests.inc({ upstream, op, outcome: outcome.code ?? 'ok' });
+    if (outcome.code && outcome.status !== 404) this.upstreamErrors.inc({ upstream, op, code: outcome.code });
+    if (outcome.bytes) {
+      this.upstreamBytes.inc({ upstream, kind: 'manifest' }, outcome.bytes);
+      this.vars.manifests.BytesPulled += outcome.bytes;
+    }
+  }
+
+  evicted(reason: string, blobs: number, bytes: number): void {
+    this.evictions.inc({ reason }, blobs);
+    this.evictedBytes.inc({ reason }, bytes);
+    this.extra.evictions += blobs;
+    this.extra.evictedBytes += bytes;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  prometheus(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** /debug/vars: expvar-style, like distribution (cmdline, memstats, registry.proxy.{blobs,manifests}). */
+  expvar(): Record<string, unknown> {
+    const mem = process.memoryUsage();
+    const cache = this.sources.cache();
+    return {
+      cmdline: process.argv,
+      memstats: { Alloc: mem.heapUsed, HeapAlloc: mem.heapUsed, HeapSys: mem.heapTotal, Sys: mem.rss, External: mem.external },
+      registry: { proxy: { blobs: { ...this.vars.blobs }, manifests: { ...this.vars.manifests } } },
+      regcache: {
+        cache: { bytes: cache.bytes, blobs: cache.blobs, maxBytes: cache.maxBytes ?? null },
+        evictions: { blobs: this.extra.evictions, bytes: this.extra.evictedBytes },
+        coalescedWaits: this.extra.coalescedWaits,
+        staleServed: this.extra.staleServed,
+        storageHealthy: this.sources.storageHealthy(),
+        upstreams: Object.fromEntries(this.sources.upstreams().map((u) => [u.name, { rateLimit: u.rateLimit() ?? null }])),
+      },
+    };
+  }
+}
+
+function newVars(): ProxyVars {
+  return { Requests: 0, Hits: 0, Misses: 0, BytesPulled: 0, BytesPushed: 0 };
+}

@@ -1,0 +1,92 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RegistryError } from '../errors.js';
+import type { CacheAdmin } from '../lifecycle/admin.js';
+import { handleAdmin } from '../lifecycle/adminapi.js';
+import type { StorageHealth } from './health.js';
+import type { Metrics } from './metrics.js';
+
+export interface HealthState {
+  health: StorageHealth;
+  /** True once shutdown started: readiness fails so load balancers stop sending. */
+  draining(): boolean;
+}
+
+function send(res: ServerResponse, status: number, body: string | Buffer, type = 'application/json'): true {
+  const buf = typeof body === 'string' ? Buffer.from(body) : body;
+  res.writeHead(status, { 'Content-Type': type, 'Content-Length': String(buf.length), 'Cache-Control': 'no-store' });
+  res.end(buf);
+  return true;
+}
+
+/**
+ * Health endpoints, on the main and the debug listener:
+ * - `/` and `/debug/health`: distribution's health check: 200 `{}`, or 503 `{"storagedriver_filesystem": "<error>"}`;
+ * - `/healthz` (liveness): 200 while the process serves requests;
+ * - `/readyz` (readiness): 503 when storage is unhealthy or while draining for shutdown.
+ */
+export function healthRoute(state: HealthState, req: IncomingMessage, res: ServerResponse, pathname: string): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  switch (pathname) {
+    case '/':
+    case '/debug/health': {
+      const failing = state.health.status();
+      return send(res, state.health.healthy ? 200 : 503, JSON.stringify(failing));
+    }
+    case '/healthz':
+      return send(res, 200, 'ok\n', 'text/plain');
+    case '/readyz': {
+      if (state.draining()) return send(res, 503, 'draining\n', 'text/plain');
+      if (!state.health.healthy) return send(res, 503, `unhealthy: ${Object.values(state.health.status()).join('; ')}\n`, 'text/plain');
+      return send(res, 200, 'ok\n', 'text/plain');
+    }
+  }
+  return false;
+}
+
+/** Main listener: health endpoints, and `/v2/` answering 503 while storage is unhealthy (as distribution). */
+export function mainRoutes(state: HealthState) {
+  return (req: IncomingMessage, res: ServerResponse, pathname: string): boolean => {
+    if (healthRoute(state, req, res, pathname)) return true;
+    if ((pathname === '/v2/' || pathname === '/v2') && !state.health.healthy) {
+      const err = new RegistryError('UNAVAILABLE', 'storage is unhealthy', { detail: state.health.status() });
+      res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+      return send(res, err.status, JSON.stringify(err.toJSON()));
+    }
+    return false;
+  };
+}
+
+/** The http.debug.addr listener: metrics, expvar, health, admin API. */
+export function debugHandler(opts: {
+  state: HealthState;
+  metrics: Metrics;
+  prometheus?: { path: string };
+  admin?: CacheAdmin;
+}) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      send(res, 400, '{"error":"bad URL"}');
+      return;
+    }
+    const p = url.pathname;
+    try {
+      if (healthRoute(opts.state, req, res, p)) return;
+      if (p === '/debug/vars' && req.method === 'GET') {
+        send(res, 200, JSON.stringify(opts.metrics.expvar(), null, 2));
+        return;
+      }
+      if (opts.prometheus && p === opts.prometheus.path && req.method === 'GET') {
+        send(res, 200, await opts.metrics.prometheus(), opts.metrics.contentType);
+        return;
+      }
+      if (opts.admin && (await handleAdmin(opts.admin, req, res, url))) return;
+      send(res, 404, '{"error":"not found"}');
+    } catch (e) {
+      if (!res.headersSent) send(res, 500, JSON.stringify({ error: (e as Error).message }));
+      else res.destroy();
+    }
+  };
+}

@@ -1,0 +1,62 @@
+// Debian haproxy round-robining HTTP over a set of backends on loopback, with fast health checks.
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { freePort } from '../../support/ports.js';
+import { startProcess, waitForPort, type ManagedProcess } from '../../support/process.js';
+import { makeTempDir, removeDir } from '../../support/tmp.js';
+
+export interface RunningHaproxy {
+  url: string;
+  host: string;
+  proc: ManagedProcess;
+  stop(): Promise<void>;
+}
+
+export function haproxyConfig(listenPort: number, backends: number[]): string {
+  return `global
+  maxconn 1000
+
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 120s
+  timeout server 120s
+  retries 2
+  option redispatch
+
+frontend regcache
+  bind 127.0.0.1:${listenPort}
+  default_backend replicas
+
+backend replicas
+  balance roundrobin
+  option httpchk GET /v2/
+  http-check expect status 200
+${backends.map((p, i) => `  server r${i} 127.0.0.1:${p} check inter 300ms fall 1 rise 1`).join('\n')}
+`;
+}
+
+export async function startHaproxy(backends: number[]): Promise<RunningHaproxy> {
+  const dir = await makeTempDir('regcache-haproxy-');
+  const port = await freePort();
+  const cfg = join(dir, 'haproxy.cfg');
+  await writeFile(cfg, haproxyConfig(port, backends));
+  const proc = await startProcess('haproxy', ['-f', cfg, '-db'], { logFile: join(dir, 'haproxy.log'), removeOnOrphan: [dir] });
+  try {
+    await waitForPort(port, '127.0.0.1', 10_000);
+  } catch (e) {
+    await proc.stop();
+    const tail = await proc.logTail();
+    await removeDir(dir);
+    throw new Error(`haproxy did not start: ${(e as Error).message}\n${tail}`);
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    proc,
+    async stop() {
+      await proc.stop();
+      await removeDir(dir);
+    },
+  };
+}
