@@ -23,4 +23,4 @@ npm ci --no-audit --no-fund
 npx tsc -p tsconfig.json --noEmit
 
 mapfile -t files < <(find test -name '*.test.ts' | sort)
-exec node --import tsx --test --test-concurrency=2 --test-timeout=600000 "$@" "${files[@]}"
+exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "$@" "${files[@]}"

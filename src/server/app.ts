@@ -8,6 +8,7 @@ import { UpstreamRouter } from '../registry/router.js';
 import { openStorage, type StorageDriver } from '../storage/index.js';
 import { createUpstream } from '../upstream/index.js';
 import { createCoordination } from '../coordination/index.js';
+import { openOperations, type Operations } from '../observability/operations.js';
 import { createHandler } from './handler.js';
 import { parseAddr } from './addr.js';
 import { Security } from './security.js';
@@ -17,6 +18,8 @@ export interface RunningApp {
   urls: string[];
   storage: StorageDriver;
   proxy: Proxy;
+  /** Metadata index, sweeper, health, metrics, debug listener (debugUrl). */
+  operations: Operations;
   /** Stops accepting, drains in-flight requests (up to http.draintimeout), closes everything. */
   close(): Promise<void>;
 }
@@ -39,13 +42,14 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const storage = await openStorage(config.storage, { redirect: config.storageRedirect });
   const removed = await storage.cleanup();
   if (removed > 0) logger.info({ removed }, 'removed leftovers of interrupted downloads');
+  const operations = await openOperations(config, storage, logger);
 
   const upstreams: UpstreamHandle[] = config.upstreams.map((u) => ({
     config: u,
-    client: createUpstream(u, { logger: logger.child({ upstream: u.name }) }),
+    client: operations.instrument(createUpstream(u, { logger: logger.child({ upstream: u.name }) })),
   }));
   const router = new UpstreamRouter(upstreams);
-  const proxy = new Proxy(storage, logger);
+  const proxy = new Proxy(storage, logger, operations.events);
   // redis: replicas sharing one storage fetch each uncached blob once between them.
   const coordination = config.redis ? createCoordination(config.redis, logger) : undefined;
   proxy.blobs.setCoordinator(coordination?.coordinator);
@@ -57,6 +61,7 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     headers: config.http.headers,
     accessLog: !config.log.accesslog.disabled,
     authenticate: security.authenticator ? security.authenticate : undefined,
+    ...operations.handlerOptions,
   };
   const servers: http.Server[] = [];
   const urls: string[] = [];
@@ -78,16 +83,19 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
       logger.info({ addr: challenge.addr }, 'listening for ACME http-01 challenges');
     }
     await security.start();
+    await operations.start({ proxy, upstreams, isLeader: coordination?.leadership('sweeper', 30_000).isLeader });
   } catch (e) {
     for (const s of servers) s.close();
     security.close();
     await coordination?.close();
+    await operations.close();
     await storage.close();
     throw e;
   }
 
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
+    operations.beginDrain();
     const drained = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const s of servers) s.closeIdleConnections();
     const timer = new Promise<void>((r) => setTimeout(r, config.http.draintimeoutMs).unref());
@@ -95,14 +103,18 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     for (const s of servers) s.closeAllConnections();
     await Promise.race([proxy.blobs.drain(), timer]);
     await Promise.all(upstreams.map((u) => u.client.close()));
+    // Downloads cut off by the drain deadline fail now and remove their temp files.
+    await Promise.race([proxy.blobs.drain(), new Promise((r) => setTimeout(r, 2000).unref())]);
     security.close();
     await coordination?.close();
+    await operations.close();
     await storage.close();
   };
   return {
     urls,
     storage,
     proxy,
+    operations,
     close: () => (closing ??= close()),
   };
 }

@@ -85,7 +85,7 @@ describe('one instance, many upstreams', () => {
     const dest = join(work, 'quay-pull');
     await copyToDir(`docker://127.0.0.1:${quayPort}/org/tool:2`, dest);
     const digests = await dirDigests(dest);
-    assert.ok([...digests.values()].includes(quayImg.manifests[0]!.layers[0]!.digest));
+    assert.ok([...digests.values()].includes(quayImg.manifests[0]!.layers[0]!.digest), '[...digests.values()].includes(quayImg.manifests[0]!.layers[0]!.dig...');
   });
 
   it('single names get library/ on a Docker Hub upstream', async () => {

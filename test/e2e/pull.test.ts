@@ -76,7 +76,7 @@ describe('pull through regcache (skopeo, distribution upstream)', () => {
     await pullAndCompare('team/five:1.0');
     await pullAndCompare('team/multi:latest', { all: true });
     const files = await pullAndCompare('team/v2s2:1');
-    assert.ok(files.size >= 4);
+    assert.ok(files.size >= 4, 'files.size >= 4');
     const raw = await inspectRaw(`docker://${cache.host}/team/v2s2:1`);
     assert.equal(JSON.parse(raw.toString()).mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
   });
@@ -94,7 +94,7 @@ describe('pull through regcache (skopeo, distribution upstream)', () => {
       assert.equal(get.headers.get('content-type'), img.mediaType);
       assert.equal(Number(get.headers.get('content-length')), body.length);
       const upstreamBytes = Buffer.from(await (await fetch(`${upstream.url}/v2/${repo}/manifests/${img.manifestDigest}`, { headers: { Accept: img.mediaType } })).arrayBuffer());
-      assert.ok(body.equals(upstreamBytes));
+      assert.ok(body.equals(upstreamBytes), 'body.equals(upstreamBytes)');
       const head = await fetch(url, { method: 'HEAD' });
       assert.equal(head.status, 200);
       assert.equal(head.headers.get('docker-content-digest'), img.manifestDigest);
@@ -118,10 +118,10 @@ describe('pull through regcache (skopeo, distribution upstream)', () => {
     assert.equal(res.status, 206);
     assert.equal(res.headers.get('content-range'), `bytes 100-1099/${layer.size}`);
     const part = Buffer.from(await res.arrayBuffer());
-    assert.ok(part.equals(full.subarray(100, 1100)));
+    assert.ok(part.equals(full.subarray(100, 1100)), 'part.equals(full.subarray(100, 1100))');
     const suffix = await fetch(`${cache.url}/v2/team/five/blobs/${layer.digest}`, { headers: { Range: 'bytes=-10' } });
     assert.equal(suffix.status, 206);
-    assert.ok(Buffer.from(await suffix.arrayBuffer()).equals(full.subarray(full.length - 10)));
+    assert.ok(Buffer.from(await suffix.arrayBuffer()).equals(full.subarray(full.length - 10)), 'Buffer.from(await suffix.arrayBuffer()).equals(full.subarray(full.l...');
     const bad = await fetch(`${cache.url}/v2/team/five/blobs/${layer.digest}`, { headers: { Range: `bytes=${layer.size}-` } });
     assert.equal(bad.status, 416);
     assert.equal(bad.headers.get('content-range'), `bytes */${layer.size}`);
@@ -237,12 +237,12 @@ describe('pull through regcache (skopeo, distribution upstream)', () => {
       assert.ok(fresh.logs.some((l) => /stale/.test(String(l.msg))), 'stale serve is logged');
       const miss = await fetch(`${fresh.url}/v2/team/multi/manifests/latest`);
       assert.ok(miss.status === 503 || miss.status === 502, `status ${miss.status}`);
-      assert.ok((await miss.json()).errors[0].code);
+      assert.ok((await miss.json()).errors[0].code, '(await miss.json()).errors[0].code');
       await own.stop();
       const t0 = Date.now();
       const refused = await fetch(`${fresh.url}/v2/team/multi/manifests/latest`);
-      assert.ok(refused.status >= 500);
-      assert.ok(Date.now() - t0 < 10_000);
+      assert.ok(refused.status >= 500, 'refused.status >= 500');
+      assert.ok(Date.now() - t0 < 10_000, 'Date.now() - t0 < 10_000');
       await pullAndCompareFrom(fresh, 'team/five:1.0', join(work, 'down-4'));
     } finally {
       await fresh.stop();
@@ -253,8 +253,8 @@ describe('pull through regcache (skopeo, distribution upstream)', () => {
   async function pullAndCompareFrom(c: RunningRegcache, ref: string, dest: string): Promise<void> {
     await copyToDir(`docker://${c.host}/${ref}`, dest);
     const names = await readdir(dest);
-    assert.ok(names.includes('manifest.json'));
+    assert.ok(names.includes('manifest.json'), 'names.includes(\'manifest.json\')');
     const digests = await dirDigests(dest);
-    for (const l of five.manifests[0]!.layers) assert.ok([...digests.values()].includes(l.digest));
+    for (const l of five.manifests[0]!.layers) assert.ok([...digests.values()].includes(l.digest), '[...digests.values()].includes(l.digest)');
   }
 });

@@ -76,8 +76,8 @@ describe('client auth and TLS', () => {
   it('never logs the client password or Authorization header', async () => {
     const basic = Buffer.from(`alice:${PASSWORD}`).toString('base64');
     const text = JSON.stringify(cache.logs);
-    assert.ok(!text.includes(PASSWORD));
-    assert.ok(!text.includes(basic));
+    assert.ok(!text.includes(PASSWORD), '!text.includes(PASSWORD)');
+    assert.ok(!text.includes(basic), '!text.includes(basic)');
   });
 });
 
@@ -88,8 +88,8 @@ describe('open-mirror guard', () => {
       config: { proxy: { username: 'bot', password: 'sekrit-upstream-pw' } },
     });
     try {
-      assert.ok(c.logs.some((l) => /SECURITY: upstream credentials/.test(String(l.msg))));
-      assert.ok(!JSON.stringify(c.logs).includes('sekrit-upstream-pw'));
+      assert.ok(c.logs.some((l) => /SECURITY: upstream credentials/.test(String(l.msg))), 'c.logs.some((l) => /SECURITY: upstream credentials/.test(String(l.m...');
+      assert.ok(!JSON.stringify(c.logs).includes('sekrit-upstream-pw'), 'password not logged');
     } finally {
       await c.stop();
     }
