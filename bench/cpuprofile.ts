@@ -20,7 +20,11 @@ export interface HotFunction {
   percent: number;
 }
 
-export async function topFunctions(file: string, limit = 15): Promise<{ totalMs: number; top: HotFunction[] }> {
+/** Functions by self time, as a share of the busy (non-idle) samples. */
+export async function topFunctions(
+  file: string,
+  limit = 15,
+): Promise<{ totalMs: number; idleMs: number; top: HotFunction[] }> {
   const profile = JSON.parse(await readFile(file, 'utf8')) as Profile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<string, HotFunction>();
@@ -35,9 +39,11 @@ export async function topFunctions(file: string, limit = 15): Promise<{ totalMs:
     entry.selfMs += ms;
     self.set(key, entry);
   });
+  const idleMs = self.get('(idle)@')?.selfMs ?? 0;
+  self.delete('(idle)@');
   const top = [...self.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, limit);
-  for (const f of top) f.percent = (100 * f.selfMs) / totalMs;
-  return { totalMs, top };
+  for (const f of top) f.percent = (100 * f.selfMs) / (totalMs - idleMs);
+  return { totalMs, idleMs, top };
 }
 
 function shorten(url: string): string {

@@ -69,7 +69,7 @@ export function sizesFor(quick: boolean): Sizes {
         smallBase: 20 * MB,
         smallTop: 1 * MB,
         bigBlob: 1024 * 1024 * 1024,
-        bigRepeats: 3,
+        bigRepeats: 5, // ~1 s each and sensitive to other load on the machine: a few more samples
         manifestSeconds: 3,
         manifestRepeats: 3,
       };

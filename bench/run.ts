@@ -103,7 +103,8 @@ async function main(): Promise<void> {
     out.push('', `Targets: ${outcomes.length - missed.length} of ${outcomes.length} met${missed.length ? `; missed: ${missed.map((o) => `${o.label} (${o.ratio.toFixed(2)}×, target ${o.target})`).join('; ')}` : ''}`);
   }
   for (const p of profiles ?? []) {
-    out.push('', `CPU profile ${p.file} (${(p.totalMs / 1000).toFixed(1)} s sampled), top functions by self time:`);
+    const busy = (p.totalMs - p.idleMs) / 1000;
+    out.push('', `CPU profile ${p.file}: ${busy.toFixed(1)} s busy of ${(p.totalMs / 1000).toFixed(1)} s; top functions by self time (% of busy):`);
     for (const f of p.top) out.push(`  ${f.percent.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`);
   }
   out.push('', `JSON: ${opts.out}; whole run ${json.durationSeconds.toFixed(0)} s`);

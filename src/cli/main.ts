@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../errors.js';
-import { runServe } from './serve.js';
 import { runConfigCheck } from './configcheck.js';
 import { runClientConfig } from './clientconfig.js';
+import { registerCacheCommands } from './cache.js';
 
 const program = new Command();
 program
@@ -15,7 +15,8 @@ program
   .command('serve', { isDefault: true })
   .description('run the mirror (no config file: ./data storage, Docker Hub upstream, :5000)')
   .option('-c, --config <file>', 'distribution-style config.yml (REGISTRY_* env variables override it)')
-  .action(async (opts: { config?: string }) => runServe(opts));
+  // Loaded on use: the server's module tree (storage drivers, TLS) takes seconds to import; other commands skip it.
+  .action(async (opts: { config?: string }) => (await import('./serve.js')).runServe(opts));
 
 const config = program.command('config').description('configuration tools');
 config
@@ -34,6 +35,8 @@ program
   .action(async (client: string, opts: { mirror: string; upstream: string[]; insecure: boolean }) =>
     runClientConfig(client, opts),
   );
+
+registerCacheCommands(program);
 
 try {
   await program.parseAsync(process.argv);

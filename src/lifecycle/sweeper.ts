@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
 import type { MetadataIndex } from '../metadata/index.js';
 import type { StorageDriver } from '../storage/types.js';
 import { buildUnits, Planner, type Reason } from './plan.js';
@@ -22,6 +23,13 @@ export interface SweeperOptions {
   isLeader?(): boolean;
   onRemoved?(reason: Reason, blobs: number, bytes: number): void;
   now?(): number;
+}
+
+/** proxy.ttl of the upstream a piece of content came from (the default upstream's when unknown). */
+export function ttlResolver(config: Pick<Config, 'upstreams'>): (upstream: string | undefined) => number | null {
+  const byName = new Map(config.upstreams.map((u) => [u.name, u.ttlMs]));
+  const fallback = config.upstreams[0]?.ttlMs ?? null;
+  return (name) => (name !== undefined && byName.has(name) ? byName.get(name)! : fallback);
 }
 
 /** TTL sweeps run this often: a tenth of the shortest ttl, between 250 ms and 5 min. */

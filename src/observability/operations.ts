@@ -5,7 +5,7 @@ import type { Config } from '../config/types.js';
 import { CacheAdmin } from '../lifecycle/admin.js';
 import type { Reason } from '../lifecycle/plan.js';
 import type { LiveCache } from '../lifecycle/remove.js';
-import { Sweeper, ttlInterval } from '../lifecycle/sweeper.js';
+import { Sweeper, ttlInterval, ttlResolver } from '../lifecycle/sweeper.js';
 import type { MetadataIndex } from '../metadata/index.js';
 import { metadataDir, openMetadata, type OpenedMetadata } from '../metadata/open.js';
 import { reconcile } from '../metadata/reconcile.js';
@@ -64,13 +64,6 @@ export function liveCacheOf(proxy: Proxy): LiveCache {
     forgetManifest: (upstream, repo, digest) => proxy.manifests.forget(upstream, repo, { digest }),
     forgetTag: (upstream, repo, tag) => proxy.manifests.forget(upstream, repo, { tag }),
   };
-}
-
-/** proxy.ttl of the upstream a piece of content came from (the default upstream's when unknown). */
-export function ttlResolver(config: Config): (upstream: string | undefined) => number | null {
-  const byName = new Map(config.upstreams.map((u) => [u.name, u.ttlMs]));
-  const fallback = config.upstreams[0]?.ttlMs ?? null;
-  return (name) => (name !== undefined && byName.has(name) ? byName.get(name)! : fallback);
 }
 
 /**

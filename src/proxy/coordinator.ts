@@ -1,7 +1,7 @@
 /**
  * Cross-replica coordination of upstream fetches (several regcache processes sharing one storage).
  * A single process needs none: in-process coalescing in BlobCache already makes one fetch per digest.
- * The Redis implementation lives in src/metadata/redis (issue 9).
+ * The Redis implementation lives in src/coordination/.
  */
 export interface FetchLease {
   /** Gives up the lease (after commit or failure). Never throws. */

@@ -139,7 +139,14 @@ export class RegistryApi {
     // storage.redirect: a stored blob is fetched by the client from the object store itself.
     const location = src.kind === 'stored' ? await this.proxy.storage.blobRedirectUrl?.(digest) : undefined;
     if (location) {
-      const headers = { ...API_HEADERS, 'Docker-Content-Digest': digest, Location: location, 'Content-Length': '0', 'Cache-Control': 'no-store' };
+      // The URL expires: the redirect must not be cached like the immutable blob itself.
+      const headers = {
+        ...API_HEADERS,
+        'Docker-Content-Digest': digest,
+        Location: location,
+        'Content-Length': '0',
+        'Cache-Control': 'no-store',
+      };
       return { status: 307, headers, cache: src.result, ...base };
     }
     const size = src.size;

@@ -73,8 +73,9 @@ export class FilesystemStorage implements StorageDriver {
   }
 
   async statBlob(digest: string): Promise<{ size: number } | null> {
+    const p = this.localBlobPath(digest);
     try {
-      const s = await stat(this.localBlobPath(digest));
+      const s = await stat(p);
       return { size: s.size };
     } catch (e) {
       if (isNotFound(e)) return null;
@@ -176,8 +177,9 @@ export class FilesystemStorage implements StorageDriver {
   }
 
   async getObject(key: string): Promise<Buffer | null> {
+    const p = this.file(key);
     try {
-      return await readFile(this.file(key));
+      return await readFile(p);
     } catch (e) {
       if (isNotFound(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
       throw storageError('read', e);

@@ -29,7 +29,10 @@ export interface S3StorageOptions {
   redirect?: boolean;
   /** Where blobs are spooled while they download (default: <tmpdir>/regcache-spool). */
   spoolDir?: string;
-  /** cleanup() aborts multipart uploads started longer ago than this (default 1 h): younger ones may be live downloads of another replica. */
+  /**
+   * cleanup() aborts multipart uploads started longer ago than this (default 1 h): younger ones may be live
+   * downloads of another replica.
+   */
   staleUploadMs?: number;
   /** Lifetime of presigned redirect URLs (default 20 min, as distribution). */
   redirectExpirySec?: number;

@@ -81,7 +81,8 @@ describe(`${CONNECTIONS} concurrent connections`, () => {
   });
 
   it('mixed warm requests: all answered correctly, fds and memory back near baseline', async (t) => {
-    const [big, small, mid] = img.manifests[0]!.layers as [(typeof img.manifests)[0]['layers'][0], typeof big, typeof big];
+    type Layer = BuiltImage['manifests'][number]['layers'][number];
+    const [big, small, mid] = img.manifests[0]!.layers as [Layer, Layer, Layer];
     const manifestBytes = await readFile(join(img.layoutDir, 'blobs', 'sha256', img.manifestDigest.slice(7)));
     const manifest = { digest: img.manifestDigest, size: manifestBytes.length };
     const accept = { accept: img.mediaType };

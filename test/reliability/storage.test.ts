@@ -137,32 +137,42 @@ describe('storage trouble', () => {
       const stored = await assertStoreConsistent(root);
       for (const l of layers()) assert.ok(stored.includes(l.digest), 'cached after space was freed');
     });
+  });
 
-    it('read-only file system: cached content is still served, misses are clean 500s; recovers when writable', async (t) => {
-      if (mountProblem) return t.skip(`cannot mount a tmpfs (tests must run as root): ${mountProblem}`);
-      await cache?.stop();
-      const root = join(mnt, 'ro-data');
-      cache = await startRegcache({ upstreamUrl: upstream.url, config: { regcache: { freshness: '1h' } }, root });
+  it('read-only storage (a read-only bind mount over the root): hits still served, misses are clean 500s; recovers when writable', async (t) => {
+    const root = join(work, 'ro-data');
+    const cache = await startRegcache({ upstreamUrl: upstream.url, config: { regcache: { freshness: '1h' } }, root });
+    let mounted = false;
+    try {
       const [, small, tiny] = layers() as [Layer, Layer, Layer];
       assert.equal(servedOrCleanError(await request(cache.url + blobPath(small.digest)), small, 'warm'), 'served');
       assert.equal(servedOrCleanError(await request(cache.url + '/v2/team/app/manifests/1', { headers: accept() }), manifest, 'warm'), 'served');
       await waitUploadsEmpty(root);
 
-      await run('mount', ['-o', 'remount,ro', mnt]);
+      // root ignores permissions; a read-only bind mount does not (files opened before keep their mode)
       try {
-        const miss = await request(cache.url + blobPath(tiny.digest));
-        assert.equal(miss.status, 500);
-        assert.equal(ociErrorCode(miss, 'read-only miss'), 'STORAGE_ERROR');
-        assert.match(JSON.parse(miss.body.toString()).errors[0].message, /EROFS/);
-        assert.equal(servedOrCleanError(await request(cache.url + blobPath(small.digest)), small, 'ro hit'), 'served');
-        assert.equal(servedOrCleanError(await request(cache.url + '/v2/team/app/manifests/1', { headers: accept() }), manifest, 'ro tag'), 'served');
-      } finally {
-        await run('mount', ['-o', 'remount,rw', mnt]);
+        await run('mount', ['--bind', root, root]);
+        mounted = true;
+        await run('mount', ['-o', 'remount,bind,ro', root]);
+      } catch (e) {
+        return t.skip(`cannot make a read-only bind mount (tests must run as root): ${(e as Error).message}`);
       }
-      assert.equal(servedOrCleanError(await request(cache.url + blobPath(tiny.digest)), tiny, 'after remount rw'), 'served');
+      const miss = await request(cache.url + blobPath(tiny.digest));
+      assert.equal(miss.status, 500, miss.body.toString());
+      assert.equal(ociErrorCode(miss, 'read-only miss'), 'STORAGE_ERROR');
+      assert.match(JSON.parse(miss.body.toString()).errors[0].message, /EROFS/);
+      assert.equal(servedOrCleanError(await request(cache.url + blobPath(small.digest)), small, 'ro hit'), 'served');
+      assert.equal(servedOrCleanError(await request(cache.url + '/v2/team/app/manifests/1', { headers: accept() }), manifest, 'ro tag'), 'served');
+
+      await unmount(root);
+      mounted = false;
+      assert.equal(servedOrCleanError(await request(cache.url + blobPath(tiny.digest)), tiny, 'writable again'), 'served');
       await waitUploadsEmpty(root);
       assert.ok((await assertStoreConsistent(root)).includes(tiny.digest));
-    });
+    } finally {
+      if (mounted) await unmount(root);
+      await cache.stop();
+    }
   });
 
   it('storage directory deleted, then replaced by a file: clean 5xx OCI errors, no stack traces; recovers when recreated', async () => {

@@ -116,6 +116,11 @@ export async function listFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
+/** Files that are cache content (blobs and repository objects), not temp files or the metadata index. */
+export async function cachedFiles(root: string): Promise<string[]> {
+  return (await listFiles(root)).filter((f) => f.startsWith('blobs/') || f.startsWith('repositories/'));
+}
+
 async function fileDigest(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const c of createReadStream(path)) h.update(c as Buffer);

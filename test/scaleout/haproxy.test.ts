@@ -63,7 +63,8 @@ describe('3 replicas behind haproxy over s3 + redis (real processes)', () => {
   before(async () => {
     work = await makeTempDir('scaleout-e2e-');
     [upstream, s3, redis] = await Promise.all([startRegistry(), startS3(), startRedis()]);
-    app = await buildImage({ dir: join(work, 'app'), layers: [3 * 1024 * 1024, 6 * 1024 * 1024, 64 * 1024], seed: 'scaleout-app' });
+    const layers = [3 * 1024 * 1024, 6 * 1024 * 1024, 64 * 1024];
+    app = await buildImage({ dir: join(work, 'app'), layers, seed: 'scaleout-app' });
     big = await buildImage({ dir: join(work, 'big'), layers: [9 * 1024 * 1024], seed: 'scaleout-big' });
     await pushImage(app, upstream.host, 'team/app:1');
     await pushImage(big, upstream.host, 'team/big:1');
@@ -103,9 +104,8 @@ describe('3 replicas behind haproxy over s3 + redis (real processes)', () => {
     const layer = big.manifests[0]!.layers[0]!;
     const layerKey = `${ROOT}/blobs/sha256/${layer.digest.slice(7, 9)}/${layer.digest.slice(7)}`;
     // The first upstream fetch of the layer trickles (~3 MiB/s), the takeover's runs at full speed.
-    proxy.setRules([
-      { method: 'GET', path: new RegExp(`/blobs/${layer.digest}`), fault: { kind: 'drip', bytesPerTick: 64 * 1024, tickMs: 20 }, times: 1 },
-    ]);
+    const drip = { kind: 'drip', bytesPerTick: 64 * 1024, tickMs: 20 } as const;
+    proxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${layer.digest}`), fault: drip, times: 1 }]);
     const pull = (n: number) => copyToDir(`docker://${lb.host}/team/big:1`, join(work, `big-${n}`), { timeoutMs: 120_000 });
     const first = pull(0).then(
       () => true,

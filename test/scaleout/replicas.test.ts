@@ -62,9 +62,10 @@ describe('replicas sharing s3 + redis (in-process)', () => {
     // Slow upstream blob responses so that every replica's request arrives while the first fetch runs.
     proxy.setRules([{ method: 'GET', path: /\/blobs\//, fault: { kind: 'delay', ms: 400 } }]);
     const blobs = img.blobs;
-    const results = await Promise.all(
-      blobs.flatMap((b) => Array.from({ length: 9 }, (_, i) => getBlob(replicas[i % 3]!.url, 'team/app', b.digest).then((r) => ({ ...r, want: b.digest })))),
+    const requests = blobs.flatMap((b) =>
+      Array.from({ length: 9 }, (_, i) => getBlob(replicas[i % 3]!.url, 'team/app', b.digest).then((r) => ({ ...r, want: b.digest }))),
     );
+    const results = await Promise.all(requests);
     for (const r of results) {
       assert.equal(r.status, 200);
       assert.equal(r.digest, r.want);

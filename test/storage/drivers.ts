@@ -84,7 +84,8 @@ export async function s3Harness(s3?: RunningS3): Promise<DriverHarness> {
       return d;
     },
     leftovers: async () => (await server.uploads()).length + (await readdir(spool)).length,
-    outsideRoot: async () => [...(await server.objects()).keys(), ...(await server.uploads())].filter((k) => !k.startsWith('conformance/root/')),
+    outsideRoot: async () =>
+      [...(await server.objects()).keys(), ...(await server.uploads())].filter((k) => !k.startsWith('conformance/root/')),
     async stop() {
       for (const d of [driver, ...extra]) await d.close();
       await removeDir(spool);

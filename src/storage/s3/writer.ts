@@ -62,7 +62,12 @@ export class S3BlobWriter implements BlobWriter {
     this.hasher = newHasher(digest.algorithm);
   }
 
-  static async create(target: S3WriterTarget, digest: ParsedDigest, spoolDir: string, onClose: () => void): Promise<S3BlobWriter> {
+  static async create(
+    target: S3WriterTarget,
+    digest: ParsedDigest,
+    spoolDir: string,
+    onClose: () => void,
+  ): Promise<S3BlobWriter> {
     const tempPath = path.join(spoolDir, spoolName());
     let fh: FileHandle;
     try {
