@@ -1,3 +1,4 @@
+import { Agent, fetch } from 'undici';
 import type { CacheListing, RemovalResult } from './admin.js';
 import { ADMIN_PREFIX } from './adminapi.js';
 import type { VerifyReport } from './verify.js';
@@ -12,12 +13,16 @@ export interface CacheOps {
 
 /** Client of the admin API on a server's debug listener (see adminapi.ts). */
 export class AdminClient implements CacheOps {
+  /** verify and prune answer when done, which on a large cache takes long: no response deadline. */
+  private readonly dispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+
   constructor(readonly baseUrl: string) {}
 
   private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    let res: Response;
+    let res;
     try {
       res = await fetch(`${this.baseUrl}${ADMIN_PREFIX}${path}`, {
+        dispatcher: this.dispatcher,
         method,
         headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),

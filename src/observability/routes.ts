@@ -13,7 +13,11 @@ export interface HealthState {
 
 function send(res: ServerResponse, status: number, body: string | Buffer, type = 'application/json'): true {
   const buf = typeof body === 'string' ? Buffer.from(body) : body;
-  res.writeHead(status, { 'Content-Type': type, 'Content-Length': String(buf.length), 'Cache-Control': 'no-store' });
+  // setHeader (not writeHead's object) keeps Content-Length readable for the access log.
+  res.statusCode = status;
+  res.setHeader('Content-Type', type);
+  res.setHeader('Content-Length', buf.length);
+  res.setHeader('Cache-Control', 'no-store');
   res.end(buf);
   return true;
 }
@@ -83,6 +87,10 @@ export function debugHandler(opts: {
         return;
       }
       if (opts.admin && (await handleAdmin(opts.admin, req, res, url))) return;
+      if (!opts.admin && p.startsWith('/admin/')) {
+        send(res, 503, JSON.stringify({ error: 'this process does not manage the cache: another regcache process holds its metadata lock' }));
+        return;
+      }
       send(res, 404, '{"error":"not found"}');
     } catch (e) {
       if (!res.headersSent) send(res, 500, JSON.stringify({ error: (e as Error).message }));

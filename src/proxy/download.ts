@@ -46,7 +46,15 @@ export class Download extends EventEmitter {
     writer: BlobWriter;
     onFinish?: (err: Error | undefined, bytes: number) => void;
   }): Promise<Download> {
-    const readFd = await open(opts.writer.tempPath, 'r');
+    let readFd: FileHandle;
+    try {
+      readFd = await open(opts.writer.tempPath, 'r');
+    } catch (e) {
+      await opts.writer.abort();
+      (opts.body as unknown as NodeJS.EventEmitter).on?.('error', () => {});
+      opts.body.destroy?.();
+      throw new RegistryError('STORAGE_ERROR', `cannot read back temp file (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
+    }
     const dl = new Download(opts.digest, opts.size, opts.writer, readFd);
     void dl.pump(opts.body, opts.onFinish);
     return dl;

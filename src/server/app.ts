@@ -99,7 +99,10 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     const drained = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     for (const s of servers) s.closeIdleConnections();
     const timer = new Promise<void>((r) => setTimeout(r, config.http.draintimeoutMs).unref());
+    // Keep-alive connections that go idle after their last response would otherwise hold the drain open.
+    const idle = setInterval(() => servers.forEach((s) => s.closeIdleConnections()), 100);
     await Promise.race([drained, timer]);
+    clearInterval(idle);
     for (const s of servers) s.closeAllConnections();
     await Promise.race([proxy.blobs.drain(), timer]);
     await Promise.all(upstreams.map((u) => u.client.close()));

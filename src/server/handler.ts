@@ -39,13 +39,13 @@ export function createHandler(opts: HandlerOptions) {
     let pathname = '/';
     let search = '';
     let result: ApiResponse | undefined;
-    /** Body bytes of a streamed response; buffered ones are counted by their Content-Length. */
-    let streamed: number | undefined;
+    /** Body bytes of this response (error and extra-route responses: their Content-Length). */
+    let sent: number | undefined;
     for (const [k, v] of Object.entries(opts.headers)) res.setHeader(k, v);
     res.on('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const bytes =
-        streamed ?? (isHead || res.statusCode === 304 || !res.headersSent ? 0 : Number(res.getHeader('content-length') ?? 0));
+        sent ?? (isHead || res.statusCode === 304 || !res.headersSent ? 0 : Number(res.getHeader('content-length') ?? 0));
       const upstream = result?.upstream;
       opts.onResponse?.({ method, route: routeLabel(pathname), status: res.statusCode, ms, cache: result?.cache, bytes, upstream });
       if (opts.accessLog) {
@@ -91,13 +91,14 @@ export function createHandler(opts: HandlerOptions) {
       const sendBody = !isHead && result.status !== 304 && result.body !== undefined;
       if (!sendBody || Buffer.isBuffer(result.body)) {
         res.writeHead(result.status, result.headers);
+        sent = sendBody ? (result.body as Buffer).length : 0;
         res.end(sendBody ? result.body : undefined);
         return;
       }
       // Open the body before the status goes out, so that a failure to open is still a clean error response.
       const stream = await (result.body as () => Promise<Readable> | Readable)();
-      streamed = 0;
-      stream.on('data', (chunk: Buffer) => (streamed! += chunk.length));
+      sent = 0;
+      stream.on('data', (chunk: Buffer) => (sent! += chunk.length));
       res.writeHead(result.status, result.headers);
       await pipeline(stream, res);
     } catch (e) {

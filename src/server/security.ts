@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { HtpasswdAuthenticator } from '../auth/htpasswd.js';
 import type { Config } from '../config/types.js';
@@ -76,9 +77,14 @@ export class Security {
   /** A server for one API listener: https when TLS is configured. */
   createServer(handler: Handler): http.Server {
     const tlsSource = this.certs ?? this.acme;
-    if (!tlsSource) return http.createServer(SERVER_OPTIONS, handler);
-    const server = https.createServer({ ...SERVER_OPTIONS, ...tlsSource.serverOptions() }, handler);
-    tlsSource.attach(server);
+    let server: http.Server;
+    if (tlsSource) {
+      server = https.createServer({ ...SERVER_OPTIONS, ...tlsSource.serverOptions() }, handler);
+      tlsSource.attach(server as https.Server);
+    } else {
+      server = http.createServer(SERVER_OPTIONS, handler);
+    }
+    server.on('clientError', answerMalformedRequest);
     return server;
   }
 
@@ -108,6 +114,23 @@ export class Security {
     this.certs?.close();
     this.acme?.close();
   }
+}
+
+/** Requests Node's HTTP parser refuses (bad bytes, oversized headers) still get an OCI error body. */
+function answerMalformedRequest(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  const body = JSON.stringify({
+    errors: [{ code: 'UNSUPPORTED', message: tooLarge ? 'request headers too large' : 'malformed HTTP request' }],
+  });
+  socket.end(
+    `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Docker-Distribution-API-Version: registry/2.0\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 function warnIfOpenMirror(config: Config, logger: Logger, clientAuth: boolean): void {

@@ -10,6 +10,8 @@ export interface AuthOptions {
   name: string;
   /** The upstream's own host name: credentials may go there. */
   upstreamHost: string;
+  /** The upstream's protocol: credentials for an https upstream never go to a plain-http realm. */
+  upstreamProtocol: 'http:' | 'https:';
   /** Other host names trusted with credentials for token requests. */
   authHosts: string[];
   username?: string;
@@ -125,6 +127,7 @@ export class Authenticator {
   private mayReceiveCredentials(url: URL): boolean {
     const hostname = url.hostname.toLowerCase();
     const host = url.host.toLowerCase();
+    if (this.opts.upstreamProtocol === 'https:' && url.protocol !== 'https:') return false;
     if (hostname === this.opts.upstreamHost.toLowerCase()) return true;
     return this.opts.authHosts.some((a) => a.toLowerCase() === hostname || a.toLowerCase() === host);
   }

@@ -58,6 +58,7 @@ class UpstreamClient implements Upstream {
       {
         name: cfg.name,
         upstreamHost: remote.hostname,
+        upstreamProtocol: remote.protocol === 'https:' ? 'https:' : 'http:',
         authHosts: cfg.authhosts, // config adds auth.docker.io for Docker Hub
         username: cfg.username,
         password: cfg.password,

@@ -2,7 +2,7 @@
 // against a stopped one (storage directly); kill -9 does not corrupt the cache.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { open, stat } from 'node:fs/promises';
+import { open, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -138,7 +138,7 @@ describe('regcache cache CLI', () => {
 
   it('verify and prune work on a stopped cache directly', async () => {
     const config = join(work, 'offline.yml');
-    await (await open(config, 'w')).writeFile(configYaml).then(() => undefined);
+    await writeFile(config, configYaml);
     const victim = app.blobs[2]!.digest;
     const fh = await open(blobFile(victim), 'r+');
     try {

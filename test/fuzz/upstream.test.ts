@@ -67,7 +67,7 @@ function manifestOfSize(size: number, layers: unknown[] = []): Buffer {
       annotations: { pad },
     });
   const base = Buffer.byteLength(doc(''));
-  assert.ok(size >= base);
+  assert.ok(size >= base, 'requested manifest size below the minimum');
   return Buffer.from(doc('x'.repeat(size - base)));
 }
 
@@ -167,17 +167,17 @@ describe('hostile upstreams and credential hygiene', () => {
 
     it('manifest of exactly 4 MiB is served byte for byte and cached', async () => {
       const o = await get(`${c.url}/v2/evil/edge/manifests/1`);
-      assert.ok(assertHonest(o, { digest: sha256(edge), size: edge.length }, 'edge'));
+      assert.ok(assertHonest(o, { digest: sha256(edge), size: edge.length }, 'edge'), '4 MiB manifest served');
       const before = evil.requests.length;
       const again = await get(`${c.url}/v2/evil/edge/manifests/${sha256(edge)}`);
-      assert.ok(assertHonest(again, { digest: sha256(edge), size: edge.length }, 'edge by digest'));
+      assert.ok(assertHonest(again, { digest: sha256(edge), size: edge.length }, 'edge by digest'), '4 MiB manifest served from cache by digest');
       assert.equal(evil.requests.length, before, 'served from cache');
     });
 
     it('manifest listing absurd layer sizes is passed through verbatim (sizes are not trusted for anything)', async () => {
       const o = await get(`${c.url}/v2/evil/absurd/manifests/1`);
-      assert.ok(assertHonest(o, { digest: sha256(absurd), size: absurd.length }, 'absurd'));
-      assert.ok(o.body.equals(absurd));
+      assert.ok(assertHonest(o, { digest: sha256(absurd), size: absurd.length }, 'absurd'), 'manifest with absurd sizes served');
+      assert.ok(o.body.equals(absurd), 'manifest bytes verbatim');
     });
 
     it('blob whose Content-Length is absurd (1e15, and beyond 2^53) → failure, no allocation by size, nothing committed', async () => {
@@ -193,7 +193,7 @@ describe('hostile upstreams and credential hygiene', () => {
       }
       assert.ok(process.memoryUsage().rss - rss0 < 200 * 1024 * 1024, 'memory grew with the claimed size');
       await waitUploadsEmpty(c.root);
-      assert.ok(!(await assertStoreConsistent(c.root)).includes(dataDigest));
+      assert.ok(!(await assertStoreConsistent(c.root)).includes(dataDigest), 'blob with a lying Content-Length was committed');
       assert.equal((await get(`${c.url}/v2/`)).status, 200);
     });
   });
@@ -237,7 +237,7 @@ describe('hostile upstreams and credential hygiene', () => {
       assert.ok(asked.length >= 1, 'the realm was asked for a token');
       assert.ok(asked.every((r) => !r.hadAuthorization), 'credentials were sent to a realm on another host');
       // the upstream's own host did get them (Basic is never volunteered; only the Bearer flow was offered)
-      assert.ok(hostile.requests.every((r) => !r.authorization?.startsWith('Basic ')));
+      assert.ok(hostile.requests.every((r) => !r.authorization?.startsWith('Basic ')), 'Basic credentials volunteered to a Bearer-only upstream');
       assert.ok(c.logs.some((l) => /anonymously/.test(String(l.msg))), 'the refusal to send credentials is logged');
     });
 
@@ -246,7 +246,7 @@ describe('hostile upstreams and credential hygiene', () => {
       let mark = capture.requests.length;
       const refused = await get(`${without.url}/v2/team/app/manifests/1`);
       assert.equal(refused.status, 401, refused.body.toString());
-      assert.ok(capture.requests.slice(mark).every((r) => !r.hadAuthorization));
+      assert.ok(capture.requests.slice(mark).every((r) => !r.hadAuthorization), 'credentials sent to a realm on another host');
 
       for (const authhosts of [['127.0.0.2'], [new URL(capture.realm).host]]) {
         const trusted = await cache(tokenReg.url, { proxy: { remoteurl: tokenReg.url, username: USER, password: PASSWORD }, regcache: { authhosts } });
@@ -304,8 +304,8 @@ describe('hostile upstreams and credential hygiene', () => {
         }
       }
       proxy.clearRules();
-      assert.ok(outcomes.some((o) => o.status === 200));
-      assert.ok(outcomes.some((o) => o.status >= 500));
+      assert.ok(outcomes.some((o) => o.status === 200), 'some requests succeeded');
+      assert.ok(outcomes.some((o) => o.status >= 500), 'some requests failed upstream');
 
       // the client's Authorization never goes upstream: only ours (Basic for the configured user) does
       const ours = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
@@ -325,7 +325,7 @@ describe('hostile upstreams and credential hygiene', () => {
 
     it('afterwards: no secret anywhere in logs, response bodies or response headers of this file', () => {
       const logs = caches.flatMap((x) => x.logs.map((l) => JSON.stringify(l))).join('\n');
-      assert.ok(logs.length > 0);
+      assert.ok(logs.length > 0, 'logs were collected');
       const responses = outcomes.map((o) => JSON.stringify(o.headers) + o.body.toString('latin1')).join('\n');
       for (const s of SECRETS) {
         assert.ok(!logs.includes(s), `a secret (${s.slice(0, 10)}...) appeared in the logs`);

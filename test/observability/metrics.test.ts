@@ -73,6 +73,8 @@ describe('metrics and access log', () => {
     assert.equal(value(m, 'regcache_cache_requests_total', { kind: 'blob', result: 'hit' }), n);
     assert.equal(value(m, 'regcache_cache_requests_total', { kind: 'manifest', result: 'hit' }), 1);
     assert.equal(value(m, 'regcache_served_bytes_total', { kind: 'blob', source: 'cache' }), blobBytes());
+    assert.equal(value(m, 'regcache_served_bytes_total', { kind: 'manifest', source: 'cache' }), img.manifestSize);
+    assert.equal(value(m, 'regcache_served_bytes_total', { kind: 'manifest', source: 'upstream' }), img.manifestSize);
     assert.equal(value(m, 'regcache_upstream_pulls_saved_total', { upstream: upstreamName }), 1);
     assert.equal(value(m, 'regcache_upstream_requests_total'), upstreamCalls, 'no upstream request added');
     const stored = blobBytes() + img.manifestSize;
@@ -119,16 +121,19 @@ describe('metrics and access log', () => {
     const ranged = await fetch(`${cache.url}/v2/obs/app/blobs/${layer.digest}`, { headers: { Range: 'bytes=0-99' } });
     assert.equal((await ranged.arrayBuffer()).byteLength, 100);
     await fetch(`${cache.url}/v2/obs/app/blobs/${layer.digest}`, { method: 'HEAD' });
+    const manifest = await fetch(`${cache.url}/v2/obs/app/manifests/1`, { headers: { Accept: img.mediaType } });
+    assert.equal((await manifest.arrayBuffer()).byteLength, img.manifestSize);
     const missing = await fetch(`${cache.url}/v2/obs/app/manifests/nope`);
     const missingBody = Buffer.from(await missing.arrayBuffer());
     const lines = cache.logs.slice(before).filter((l) => l.msg === 'request');
-    assert.equal(lines.length, 4);
+    assert.equal(lines.length, 5);
     assert.deepEqual(
       lines.map((l) => [l.method, l.status, l.bytes, l.cache]),
       [
         ['GET', 200, layer.size, 'hit'],
         ['GET', 206, 100, 'hit'],
         ['HEAD', 200, 0, 'hit'],
+        ['GET', 200, img.manifestSize, 'hit'],
         ['GET', 404, missingBody.length, undefined],
       ],
     );

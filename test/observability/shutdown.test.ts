@@ -75,11 +75,12 @@ describe('graceful shutdown (SIGTERM)', () => {
     const rc = await start('20s', root);
     try {
       const layer = img.blobs[1]!;
-      // ~2 s of download: 256 KiB every 100 ms.
-      proxy.setRules([{ method: 'GET', path: new RegExp(layer.digest), fault: { kind: 'drip', bytesPerTick: 256 * 1024, tickMs: 100 } }]);
+      // A download of a few seconds: the proxy pauses 20 ms after every upstream chunk (tens of KiB).
+      proxy.setRules([{ method: 'GET', path: new RegExp(layer.digest), fault: { kind: 'drip', bytesPerTick: 64 * 1024, tickMs: 20 } }]);
       const { body } = await getLayer(rc.url);
       process.kill(rc.proc.pid, 'SIGTERM');
       await waitFor(async () => (await probeHttp(`${rc.url}/v2/`)) === undefined, { timeoutMs: 5000, what: 'listener closed' });
+      assert.equal(rc.proc.hasExited(), false, 'still draining while the download runs');
       const got = await body;
       assert.equal(got.error, undefined);
       assert.equal(got.bytes, layer.size);
@@ -100,7 +101,7 @@ describe('graceful shutdown (SIGTERM)', () => {
     const cache = await startRegcache({ upstreamUrl: proxy.url, config: { http: { draintimeout: '300ms' } } });
     const layer = img.blobs[1]!;
     try {
-      // ~16 s of download: far beyond the drain timeout.
+      // Tens of seconds of download: far beyond the drain timeout.
       proxy.setRules([{ method: 'GET', path: new RegExp(layer.digest), fault: { kind: 'drip', bytesPerTick: 64 * 1024, tickMs: 250 } }]);
       const { body } = await getLayer(cache.url);
       const started = Date.now();

@@ -95,7 +95,7 @@ describe('upstream faults (fault proxy → distribution)', () => {
 
   async function runScenario(
     s: Scenario,
-    target: { path: string; digest: string; size: number; body?: () => Promise<Buffer> },
+    target: { path: string; digest: string; size: number },
     pathRe: RegExp,
   ) {
     await withCache(async (c) => {

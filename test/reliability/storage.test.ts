@@ -132,7 +132,7 @@ describe('storage trouble', () => {
       const dest = join(work, 'after-full');
       await copyToDir(`docker://${cache.host}/team/app:1`, dest);
       const pulled = new Set((await dirDigests(dest)).values());
-      for (const l of layers()) assert.ok(pulled.has(l.digest));
+      for (const l of layers()) assert.ok(pulled.has(l.digest), `layer ${l.digest} pulled`);
       await waitUploadsEmpty(root);
       const stored = await assertStoreConsistent(root);
       for (const l of layers()) assert.ok(stored.includes(l.digest), 'cached after space was freed');
@@ -168,7 +168,7 @@ describe('storage trouble', () => {
       mounted = false;
       assert.equal(servedOrCleanError(await request(cache.url + blobPath(tiny.digest)), tiny, 'writable again'), 'served');
       await waitUploadsEmpty(root);
-      assert.ok((await assertStoreConsistent(root)).includes(tiny.digest));
+      assert.ok((await assertStoreConsistent(root)).includes(tiny.digest), 'cached once writable again');
     } finally {
       if (mounted) await unmount(root);
       await cache.stop();
