@@ -8,13 +8,15 @@ export interface ProcSampler {
   peakRssBytes(): number;
   /** user + system CPU time of the process so far (seconds) */
   cpuSeconds(): number;
+  /** the same, split: user (the process's own code) and system (the kernel on its behalf) */
+  cpu(): { user: number; system: number };
   stop(): void;
 }
 
 /** Samples VmRSS/VmHWM every intervalMs; VmHWM (the kernel's own peak) covers spikes between samples. */
 export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
   let peak = 0;
-  let lastCpu = 0;
+  let lastCpu = { user: 0, system: 0 };
   const sample = () => {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -37,7 +39,11 @@ export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
     },
     cpuSeconds() {
       sample();
-      return lastCpu;
+      return lastCpu.user + lastCpu.system;
+    },
+    cpu() {
+      sample();
+      return { ...lastCpu };
     },
     stop() {
       sample();
@@ -46,9 +52,9 @@ export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
   };
 }
 
-function readCpu(pid: number): number {
+function readCpu(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // fields after the parenthesised command name (which may contain spaces); utime and stime are fields 14 and 15
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS };
 }

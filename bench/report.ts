@@ -116,3 +116,18 @@ export function markdownTable(results: ServerResult[], sizes: Sizes): string {
   }
   return lines.join('\n');
 }
+
+/** Per step: each server's CPU seconds (system part in brackets) and peak RSS so far: where the CPU goes. */
+export function stepTable(results: ServerResult[]): string {
+  const head = ['step', ...results.map((r) => `${r.server} CPU s (sys)`), ...results.map((r) => `${r.server} peak RSS MB`)];
+  const lines = [`| ${head.join(' | ')} |`, `|---|${head.slice(1).map(() => '---:').join('|')}|`];
+  for (const step of Object.keys(results[0]?.steps ?? {})) {
+    const cpu = results.map((r) => {
+      const s = r.steps[step];
+      return s ? `${s.serverCpuSeconds.toFixed(1)} (${s.serverSystemCpuSeconds.toFixed(1)})` : '—';
+    });
+    const rss = results.map((r) => r.steps[step]?.peakRssMbSoFar.toFixed(0) ?? '—');
+    lines.push(`| ${step} | ${[...cpu, ...rss].join(' | ')} |`);
+  }
+  return lines.join('\n');
+}

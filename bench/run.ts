@@ -12,7 +12,7 @@ import { topFunctions } from './cpuprofile.js';
 import { buildFixtures } from './fixtures.js';
 import { timed } from './load.js';
 import { parseOptions, sizesFor, type BenchOptions } from './options.js';
-import { markdownTable, targetOutcomes } from './report.js';
+import { markdownTable, stepTable, targetOutcomes } from './report.js';
 import { REPO_ROOT, startServer, startUpstream } from './servers.js';
 import { onTeardown, runChild, teardown, teardownOnSignals } from './teardown.js';
 import { makeBenchDir, setTempBase } from './tmp.js';
@@ -95,6 +95,10 @@ async function main(): Promise<void> {
     ...results.map((r) => `${r.server}: ${r.describe}`),
     '',
     table,
+    '',
+    'Where each server spent its CPU, per step:',
+    '',
+    stepTable(results),
   ];
   const warnings = results.flatMap((r) => r.warnings.map((w) => `- ${r.server}: ${w}`));
   if (warnings.length) out.push('', 'Warnings:', ...warnings);

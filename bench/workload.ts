@@ -22,9 +22,16 @@ export interface ServerResult {
   server: string;
   describe: string;
   metrics: Record<string, Measurement>;
-  /** per step: wall time, the server's CPU time, and its peak RSS so far (to see which step raised it) */
-  steps: Record<string, { wallSeconds: number; serverCpuSeconds: number; peakRssMbSoFar: number }>;
+  /** per step: wall time, the server's CPU time (and its system part), its peak RSS so far (which step raised it) */
+  steps: Record<string, StepTotals>;
   warnings: string[];
+}
+
+export interface StepTotals {
+  wallSeconds: number;
+  serverCpuSeconds: number;
+  serverSystemCpuSeconds: number;
+  peakRssMbSoFar: number;
 }
 
 export interface Side {
@@ -70,12 +77,19 @@ class Run {
 
   /** Runs fn, adding its wall time and the server's CPU time to the step's totals. */
   async step<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    const cpu0 = this.proc.cpuSeconds();
+    const cpu0 = this.proc.cpu();
     let out!: T;
     const wall = await timed(async () => (out = await fn()));
-    const s = (this.result.steps[name] ??= { wallSeconds: 0, serverCpuSeconds: 0, peakRssMbSoFar: 0 });
+    const cpu1 = this.proc.cpu();
+    const s = (this.result.steps[name] ??= {
+      wallSeconds: 0,
+      serverCpuSeconds: 0,
+      serverSystemCpuSeconds: 0,
+      peakRssMbSoFar: 0,
+    });
     s.wallSeconds += wall;
-    s.serverCpuSeconds += this.proc.cpuSeconds() - cpu0;
+    s.serverCpuSeconds += cpu1.user + cpu1.system - cpu0.user - cpu0.system;
+    s.serverSystemCpuSeconds += cpu1.system - cpu0.system;
     s.peakRssMbSoFar = this.proc.peakRssBytes() / 1e6;
     return out;
   }

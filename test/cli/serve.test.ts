@@ -11,6 +11,7 @@ import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { copyToDir, dirDigests } from '../support/skopeo.js';
 import { freePort, REPO_ROOT, startRegcacheProcess } from '../support/regcache.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
+import { DESIGN_YAML } from '../support/designconfig.js';
 
 const run = promisify(execFile);
 const CLI = join(REPO_ROOT, 'src/cli/main.ts');
@@ -29,30 +30,6 @@ async function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string
   }
 }
 
-const DESIGN_CONFIG = `version: 0.1
-log: { level: info, formatter: text, fields: {service: registry}, accesslog: {disabled: true} }
-storage:
-  cache: { blobdescriptor: inmemory }
-  filesystem: { rootdirectory: /var/lib/registry }
-  delete: { enabled: true }
-http:
-  addr: :5000
-  relativeurls: false
-  draintimeout: 60s
-  headers: { X-Content-Type-Options: [nosniff] }
-  debug: { addr: :5001, prometheus: { enabled: true, path: /metrics } }
-  tls: { certificate: /path/cert.pem, key: /path/key.pem,
-         letsencrypt: { cachefile: /path/le.json, email: a@b.c, hosts: [mirror.example.com] } }
-auth:
-  htpasswd: { realm: basic-realm, path: /auth/htpasswd }
-health:
-  storagedriver: { enabled: true, interval: 10s, threshold: 3 }
-proxy:
-  remoteurl: https://registry-1.docker.io
-  username: user
-  password: token
-  ttl: 168h
-`;
 
 describe('regcache CLI', () => {
   let upstream: RunningRegistry;
@@ -124,7 +101,7 @@ proxy: { remoteurl: "http://127.0.0.1:${deadPort}" }
 
   it('loads the distribution config from DESIGN.md unchanged', async () => {
     const file = join(work, 'design.yml');
-    await writeFile(file, DESIGN_CONFIG);
+    await writeFile(file, DESIGN_YAML);
     const r = await cli(['config', 'check', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /OK/);
