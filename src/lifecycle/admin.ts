@@ -5,6 +5,7 @@ import { isDigest } from '../oci/digest.js';
 import type { StorageDriver } from '../storage/types.js';
 import { buildUnits, Planner, type Reason, type Removal, type Unit } from './plan.js';
 import { applyRemovals, type LiveCache, type RemoveReport } from './remove.js';
+import { Serial } from './serial.js';
 import { verifyBlobs, type VerifyReport } from './verify.js';
 
 export interface RepoSummary {
@@ -53,6 +54,8 @@ export interface AdminContext {
   lowWatermark: number;
   onRemoved?(reason: Reason, blobs: number, bytes: number): void;
   now?(): number;
+  /** Shared with the sweeper so that removals never run concurrently. */
+  serial?: Serial;
 }
 
 /** `repo`, `repo:tag`, `repo@digest`; repo may carry the upstream (`docker.io/library/alpine`). */
@@ -74,7 +77,11 @@ export function repoMatches(query: string, upstream: string, repo: string): bool
 
 /** The `regcache cache` operations over one index + storage: used by the CLI directly and by the server's admin API. */
 export class CacheAdmin {
-  constructor(private readonly ctx: AdminContext) {}
+  private readonly serial: Serial;
+
+  constructor(private readonly ctx: AdminContext) {
+    this.serial = ctx.serial ?? new Serial();
+  }
 
   private get now(): number {
     return (this.ctx.now ?? Date.now)();
@@ -145,7 +152,11 @@ export class CacheAdmin {
   }
 
   /** `rm repo`, `rm repo:tag` (the tag, and its image unless another tag keeps it), `rm repo@digest`. */
-  async remove(ref: string, opts: { dryRun?: boolean } = {}): Promise<RemovalResult> {
+  remove(ref: string, opts: { dryRun?: boolean } = {}): Promise<RemovalResult> {
+    return this.serial.run(() => this.removeNow(ref, opts.dryRun ?? false));
+  }
+
+  private async removeNow(ref: string, dryRun: boolean): Promise<RemovalResult> {
     const { repo, tag, digest } = parseCacheRef(ref);
     if (digest !== undefined && !isDigest(digest)) throw new Error(`invalid digest ${JSON.stringify(digest)}`);
     const before = this.ctx.index.totalBytes;
@@ -171,7 +182,7 @@ export class CacheAdmin {
         if (inRepo(u) || (u.manifests.length === 0 && this.onlyIn(u.blobs[0]!, repo))) p.remove(u, 'manual');
       }
     }
-    return this.carryOut([...extra, ...p.removals], opts.dryRun ?? false, before);
+    return this.carryOut([...extra, ...p.removals], dryRun, before);
   }
 
   /** A loose blob used by `repo` and no other repository. */
@@ -188,7 +199,11 @@ export class CacheAdmin {
    * Without options: what the background sweeper does (proxy.ttl, then maxsize down to the low-water mark).
    * `olderThanMs`: images not used for that long. `maxSizeBytes`: least recently used images until the cache fits.
    */
-  async prune(opts: { olderThanMs?: number; maxSizeBytes?: number; dryRun?: boolean } = {}): Promise<RemovalResult> {
+  prune(opts: { olderThanMs?: number; maxSizeBytes?: number; dryRun?: boolean } = {}): Promise<RemovalResult> {
+    return this.serial.run(() => this.pruneNow(opts));
+  }
+
+  private async pruneNow(opts: { olderThanMs?: number; maxSizeBytes?: number; dryRun?: boolean }): Promise<RemovalResult> {
     const before = this.ctx.index.totalBytes;
     const p = this.planner();
     const now = this.now;
@@ -202,8 +217,12 @@ export class CacheAdmin {
     return this.carryOut(p.removals, opts.dryRun ?? false, before);
   }
 
-  async verify(opts: { dryRun?: boolean } = {}): Promise<VerifyReport> {
-    const report = await verifyBlobs(this.ctx.storage, { remove: !opts.dryRun, index: this.ctx.index, live: this.ctx.live });
+  verify(opts: { dryRun?: boolean } = {}): Promise<VerifyReport> {
+    return this.serial.run(() => this.verifyNow(opts.dryRun ?? false));
+  }
+
+  private async verifyNow(dryRun: boolean): Promise<VerifyReport> {
+    const report = await verifyBlobs(this.ctx.storage, { remove: !dryRun, index: this.ctx.index, live: this.ctx.live });
     if (report.removed > 0) {
       const bytes = report.corrupt.reduce((s, c) => s + c.size, 0);
       this.ctx.onRemoved?.('corrupt', report.removed, bytes);

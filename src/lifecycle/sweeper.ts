@@ -4,6 +4,7 @@ import type { MetadataIndex } from '../metadata/index.js';
 import type { StorageDriver } from '../storage/types.js';
 import { buildUnits, Planner, type Reason } from './plan.js';
 import { applyRemovals, type LiveCache, type RemoveReport } from './remove.js';
+import type { Serial } from './serial.js';
 
 export interface SweeperOptions {
   index: MetadataIndex;
@@ -23,6 +24,8 @@ export interface SweeperOptions {
   isLeader?(): boolean;
   onRemoved?(reason: Reason, blobs: number, bytes: number): void;
   now?(): number;
+  /** Shared with the admin operations so that removals never run concurrently. */
+  serial?: Serial;
 }
 
 /** proxy.ttl of the upstream a piece of content came from (the default upstream's when unknown). */
@@ -74,7 +77,11 @@ export class Sweeper {
   }
 
   /** One sweep: expiry (when `ttl`), then LRU eviction when over the cap. */
-  async sweep(what: { ttl: boolean } = { ttl: true }): Promise<RemoveReport> {
+  sweep(what: { ttl: boolean } = { ttl: true }): Promise<RemoveReport> {
+    return this.opts.serial ? this.opts.serial.run(() => this.sweepNow(what)) : this.sweepNow(what);
+  }
+
+  private async sweepNow(what: { ttl: boolean }): Promise<RemoveReport> {
     const { index, logger } = this.opts;
     const now = this.now();
     const planner = new Planner(index, buildUnits(index), (d) => this.opts.live?.isBusy(d) ?? false);

@@ -5,6 +5,7 @@ import type { Config } from '../config/types.js';
 import { CacheAdmin } from '../lifecycle/admin.js';
 import type { Reason } from '../lifecycle/plan.js';
 import type { LiveCache } from '../lifecycle/remove.js';
+import { Serial } from '../lifecycle/serial.js';
 import { Sweeper, ttlInterval, ttlResolver } from '../lifecycle/sweeper.js';
 import type { MetadataIndex } from '../metadata/index.js';
 import { metadataDir, openMetadata, type OpenedMetadata } from '../metadata/open.js';
@@ -116,7 +117,17 @@ export async function openOperations(config: Config, storage: StorageDriver, log
     async start({ proxy, upstreams, isLeader }) {
       upstreamClients = upstreams.map((u) => u.client);
       const live = liveCacheOf(proxy);
-      const lifecycle = { index, storage, live, logger: log, ttlOf, maxSizeBytes: maxBytes, lowWatermark: config.regcache.cache.lowwatermark, onRemoved };
+      const lifecycle = {
+        index,
+        storage,
+        live,
+        logger: log,
+        ttlOf,
+        maxSizeBytes: maxBytes,
+        lowWatermark: config.regcache.cache.lowwatermark,
+        onRemoved,
+        serial: new Serial(),
+      };
       if (meta.owner) {
         ops.admin = new CacheAdmin(lifecycle);
         ops.sweeper = new Sweeper({ ...lifecycle, ttlIntervalMs: ttlInterval(config.upstreams.map((u) => u.ttlMs)), isLeader });

@@ -80,8 +80,8 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
       assert.equal(proxy.count({ method: 'GET', path: new RegExp(img.b.blobs[1]!.digest) }), 1, 'evicted layer fetched again once');
       await waitFor(async () => !(await storedDigests(cache)).has(img.a.blobs[1]!.digest), { timeoutMs: 10_000, what: 'eviction of a' });
       const after = await storedDigests(cache);
-      assert.ok(sum(after) <= CAP);
-      for (const d of [...imageDigests(img.b), ...imageDigests(img.c)]) assert.ok(after.has(d));
+      assert.ok(sum(after) <= CAP, `cache ${sum(after)} bytes over the cap`);
+      for (const d of [...imageDigests(img.b), ...imageDigests(img.c)]) assert.ok(after.has(d), `recent image lost ${d}`);
 
       const metrics = await cache.app.operations.metrics.prometheus();
       const evicted = /regcache_evicted_blobs_total\{reason="lru"\} (\d+)/.exec(metrics);
@@ -108,7 +108,7 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
       const stored = await storedDigests(cache);
       assert.ok(stored.has(layer.digest), 'blob being served was evicted');
       assert.ok(!stored.has(img.a.blobs[1]!.digest), 'idle image a was not evicted');
-      assert.ok(first.planned.every((p) => !p.unit.includes(img.big.manifestDigest)));
+      assert.ok(first.planned.every((p) => !p.unit.includes(img.big.manifestDigest)), 'image in use was planned for removal');
 
       const hash = createHash('sha256');
       res.resume();
@@ -128,7 +128,7 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
     try {
       const first = join(work, 'ttl-1');
       await copyToDir(`docker://${cache.host}/lru/c:1`, first);
-      assert.ok((await storedDigests(cache)).has(img.c.blobs[1]!.digest));
+      assert.ok((await storedDigests(cache)).has(img.c.blobs[1]!.digest), 'layer cached by the pull');
       await waitFor(async () => (await storedDigests(cache)).size === 0, { timeoutMs: 10_000, what: 'TTL expiry' });
       assert.equal(cache.app.operations.index.totalBytes, 0);
       const tagFile = await cache.app.storage.getObject(`repositories/${cache.config.upstreams[0]!.name}/lru/c/_tags/1`);

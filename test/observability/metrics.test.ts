@@ -8,7 +8,8 @@ import { startRegcache, type RunningRegcache } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { copyToDir } from '../support/skopeo.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
-import { scrape, value, type Samples } from './prom.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { parseProm, scrape, value, type Samples } from './prom.js';
 
 describe('metrics and access log', () => {
   let upstream: RunningRegistry;
@@ -142,5 +143,24 @@ describe('metrics and access log', () => {
     assert.equal(lines[1]!.remote, '127.0.0.1');
     assert.equal(lines[0]!.path, `/v2/obs/app/blobs/${layer.digest}`);
     assert.equal(typeof lines[0]!.ms, 'number');
+  });
+
+  it('exports each upstream rate limit (Docker Hub RateLimit-Remaining) as it last saw it', async () => {
+    let remaining: number | undefined = 42;
+    const m = new Metrics({
+      upstreams: () => [
+        { name: 'docker.io', rateLimit: () => (remaining === undefined ? undefined : { limit: 100, remaining, updatedAt: 0 }) },
+        { name: 'ghcr.io', rateLimit: () => undefined },
+      ],
+      cache: () => ({ bytes: 0, blobs: 0 }),
+      storageHealthy: () => true,
+    });
+    let samples = parseProm(await m.prometheus());
+    assert.equal(value(samples, 'regcache_upstream_ratelimit_remaining', { upstream: 'docker.io' }), 42);
+    assert.equal(value(samples, 'regcache_upstream_ratelimit_limit', { upstream: 'docker.io' }), 100);
+    assert.equal(samples.filter((x) => x.labels.upstream === 'ghcr.io').length, 0);
+    remaining = 7;
+    samples = parseProm(await m.prometheus());
+    assert.equal(value(samples, 'regcache_upstream_ratelimit_remaining', { upstream: 'docker.io' }), 7);
   });
 });
