@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { FileRangeStream } from '../storage/filerange.js';
+import { sendFileRange } from './sendfile.js';
 import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
 import type { ApiResponse, RegistryApi } from '../registry/api.js';
@@ -98,11 +100,19 @@ export function createHandler(opts: HandlerOptions) {
       // Open the body before the status goes out, so that a failure to open is still a clean error response.
       const stream = await (result.body as () => Promise<Readable> | Readable)();
       sent = 0;
-      stream.on('data', (chunk: Buffer) => (sent! += chunk.length));
       res.writeHead(result.status, result.headers);
+      if (stream instanceof FileRangeStream) {
+        try {
+          sent = await sendFileRange(res, stream.fd, stream.start, stream.end);
+        } finally {
+          stream.destroy();
+        }
+        return;
+      }
+      stream.on('data', (chunk: Buffer) => (sent! += chunk.length));
       await pipeline(stream, res);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException)?.code === 'ERR_STREAM_PREMATURE_CLOSE' && res.destroyed) return;
+      if (res.headersSent && res.destroyed) return; // the client went away mid-body: nothing to answer
       sendError(res, toRegistryError(e), isHead, logger);
     }
   };

@@ -1,4 +1,5 @@
-import { createReadStream } from 'node:fs';
+import { closeSync, fstat, open as openCb } from 'node:fs';
+import { promisify } from 'node:util';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -6,10 +7,12 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
 import { newHasher, parseDigest } from '../oci/digest.js';
 import { blobKey } from './keys.js';
+import { FileRangeStream } from './filerange.js';
 import type { BlobWriter, ByteRange, StorageDriver } from './types.js';
 
 const UPLOADS = '_uploads';
-const READ_CHUNK = 1024 * 1024;
+const openFd = promisify(openCb);
+const fstatFd = promisify(fstat);
 
 function isNotFound(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
@@ -85,14 +88,22 @@ export class FilesystemStorage implements StorageDriver {
 
   async readBlob(digest: string, range?: ByteRange): Promise<Readable> {
     const p = this.localBlobPath(digest);
-    let fh: FileHandle;
+    // A raw fd (not a FileHandle, which closes itself on GC), owned by the stream (closed when destroyed).
+    let fd: number;
     try {
-      fh = await open(p, 'r');
+      fd = await openFd(p, 'r');
     } catch (e) {
       if (isNotFound(e)) throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
       throw storageError('read', e);
     }
-    return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: READ_CHUNK, autoClose: true });
+    let size: number;
+    try {
+      size = (await fstatFd(fd)).size;
+    } catch (e) {
+      closeSync(fd);
+      throw storageError('read', e);
+    }
+    return new FileRangeStream(fd, range?.start ?? 0, range?.end ?? size - 1);
   }
 
   async createBlobWriter(digest: string): Promise<BlobWriter> {
@@ -242,4 +253,3 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
-export { READ_CHUNK };
