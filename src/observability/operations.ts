@@ -1,5 +1,4 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { CacheAdmin } from '../lifecycle/admin.js';
@@ -11,7 +10,7 @@ import type { MetadataIndex } from '../metadata/index.js';
 import { metadataDir, openMetadata, type OpenedMetadata } from '../metadata/open.js';
 import { reconcile } from '../metadata/reconcile.js';
 import type { Proxy, ProxyEvents, UpstreamHandle } from '../proxy/index.js';
-import { parseAddr } from '../server/addr.js';
+import { listenOn } from '../server/addr.js';
 import type { StorageDriver } from '../storage/types.js';
 import type { Upstream } from '../upstream/types.js';
 import { clientAddressResolver } from './clientaddr.js';
@@ -44,19 +43,6 @@ export interface Operations {
   /** Shutdown begins: /readyz fails from now on. */
   beginDrain(): void;
   close(): Promise<void>;
-}
-
-function listen(server: http.Server, addr: string): Promise<string> {
-  const { host, port } = parseAddr(addr);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      const a = server.address() as AddressInfo;
-      const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      resolve(`http://${h === '[::]' || h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
-    });
-  });
 }
 
 export function liveCacheOf(proxy: Proxy): LiveCache {
@@ -148,7 +134,7 @@ export async function openOperations(config: Config, storage: StorageDriver, log
         debugServer = http.createServer(
           debugHandler({ state, metrics, prometheus: dbg.prometheus.enabled ? { path: dbg.prometheus.path } : undefined, admin: ops.admin }),
         );
-        ops.debugUrl = await listen(debugServer, dbg.addr);
+        ops.debugUrl = await listenOn(debugServer, dbg.addr);
         logger.info({ addr: dbg.addr, url: ops.debugUrl, prometheus: dbg.prometheus.enabled ? dbg.prometheus.path : false }, 'debug listener');
       }
     },

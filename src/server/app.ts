@@ -1,5 +1,4 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { Proxy, type UpstreamHandle } from '../proxy/index.js';
@@ -7,10 +6,9 @@ import { RegistryApi } from '../registry/api.js';
 import { UpstreamRouter } from '../registry/router.js';
 import { openStorage, type StorageDriver } from '../storage/index.js';
 import { createUpstream } from '../upstream/index.js';
-import { createCoordination } from '../coordination/index.js';
 import { openOperations, type Operations } from '../observability/operations.js';
 import { createHandler } from './handler.js';
-import { parseAddr } from './addr.js';
+import { listenOn } from './addr.js';
 import { Security } from './security.js';
 
 export interface RunningApp {
@@ -22,19 +20,6 @@ export interface RunningApp {
   operations: Operations;
   /** Stops accepting, drains in-flight requests (up to http.draintimeout), closes everything. */
   close(): Promise<void>;
-}
-
-function listen(server: http.Server, addr: string, scheme: 'http' | 'https'): Promise<string> {
-  const { host, port } = parseAddr(addr);
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      const a = server.address() as AddressInfo;
-      const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-      resolve(`${scheme}://${h === '[::]' || h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
-    });
-  });
 }
 
 export async function startApp(config: Config, logger: Logger): Promise<RunningApp> {
@@ -51,7 +36,10 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
   const router = new UpstreamRouter(upstreams);
   const proxy = new Proxy(storage, logger, operations.events);
   // redis: replicas sharing one storage fetch each uncached blob once between them.
-  const coordination = config.redis ? createCoordination(config.redis, logger) : undefined;
+  // Loaded on demand, like the S3 driver: only replicas sharing a storage need Redis.
+  const coordination = config.redis
+    ? (await import('../coordination/index.js')).createCoordination(config.redis, logger)
+    : undefined;
   proxy.blobs.setCoordinator(coordination?.coordinator);
   const api = new RegistryApi(proxy, router);
 
@@ -73,13 +61,13 @@ export async function startApp(config: Config, logger: Logger): Promise<RunningA
     for (const l of listeners) {
       const server = security.createServer(createHandler({ ...base, listenerUpstream: l.upstream }));
       servers.push(server);
-      urls.push(await listen(server, l.addr, security.scheme));
+      urls.push(await listenOn(server, l.addr, security.scheme));
       logger.info({ addr: l.addr, tls: security.scheme === 'https', upstream: l.upstream ?? config.upstreams[0]!.name }, 'listening');
     }
     const challenge = security.challengeServer(config);
     if (challenge) {
       servers.push(challenge.server);
-      await listen(challenge.server, challenge.addr, 'http');
+      await listenOn(challenge.server, challenge.addr, 'http');
       logger.info({ addr: challenge.addr }, 'listening for ACME http-01 challenges');
     }
     await security.start();

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { HtpasswdAuthenticator } from '../auth/htpasswd.js';
 import type { Config } from '../config/types.js';
-import { AcmeManager, LETSENCRYPT_DIRECTORY } from '../tls/acme.js';
+import type { AcmeManager } from '../tls/acme.js';
 import { CertificateFiles } from '../tls/certfiles.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -49,6 +49,8 @@ export class Security {
         });
       } else if (tls?.letsencrypt) {
         const a = config.regcache.acme;
+        // Loaded on demand: the ACME client and its HTTP stack cost ~25 MB that most mirrors never use.
+        const { AcmeManager, LETSENCRYPT_DIRECTORY } = await import('../tls/acme.js');
         acme = await AcmeManager.open({
           cachedir: path.dirname(path.resolve(tls.letsencrypt.cachefile)),
           email: tls.letsencrypt.email,

@@ -4,7 +4,6 @@ import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import type { StorageConfig } from '../config/types.js';
 import { FilesystemStorage } from './filesystem.js';
-import { S3Storage } from './s3.js';
 import type { StorageDriver } from './types.js';
 
 export type { StorageDriver, BlobWriter, ByteRange } from './types.js';
@@ -22,6 +21,8 @@ export async function openStorage(cfg: StorageConfig, opts: { redirect?: boolean
       return FilesystemStorage.open(dir, { ephemeral: true });
     }
     case 's3':
+      // Loaded on demand: the AWS SDK costs tens of MB of memory that filesystem users should not pay.
+      const { S3Storage } = await import('./s3.js');
       return S3Storage.open(cfg, { redirect: opts.redirect });
   }
 }
