@@ -1,30 +1,17 @@
 // `regcache cache ...` as operators run it: against a running server (admin API on the debug listener) and
 // against a stopped one (storage directly); kill -9 does not corrupt the cache.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { open, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { buildImage, buildMultiArchImage, pushImage, type BuiltImage } from '../support/images.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultproxy.js';
-import { freePort, REPO_ROOT, startRegcacheProcess } from '../support/regcache.js';
+import { freePort, startRegcacheProcess, runCli } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { copyToDir } from '../support/skopeo.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 
-const run = promisify(execFile);
-const CLI = join(REPO_ROOT, 'src/cli/main.ts');
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: REPO_ROOT, timeout: 60_000 });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = runCli;
 
 describe('regcache cache CLI', () => {
   let upstream: RunningRegistry;

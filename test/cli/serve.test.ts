@@ -1,34 +1,17 @@
 // The CLI as a user runs it: embedded default, distribution config files, REGISTRY_* overrides, bad input.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { copyToDir, dirDigests } from '../support/skopeo.js';
-import { freePort, REPO_ROOT, startRegcacheProcess } from '../support/regcache.js';
+import { freePort, REPO_ROOT, startRegcacheProcess, runCli } from '../support/regcache.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 import { DESIGN_YAML } from '../support/designconfig.js';
 
-const run = promisify(execFile);
-const CLI = join(REPO_ROOT, 'src/cli/main.ts');
-
-async function cli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
-  try {
-    const r = await run(process.execPath, ['--import', 'tsx', CLI, ...args], {
-      env: { ...process.env, ...opts.env },
-      cwd: opts.cwd ?? REPO_ROOT,
-      timeout: 60_000,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = runCli;
 
 
 describe('regcache CLI', () => {

@@ -1,7 +1,9 @@
 // Starts regcache for tests: in-process (startRegcache) or as the real CLI process (startRegcacheProcess).
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
@@ -117,3 +119,21 @@ export async function startRegcacheProcess(opts: {
 }
 
 export { freePort };
+
+/** Runs the CLI (`regcache ARGS`) to completion; never throws for a non-zero exit. */
+export async function runCli(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await promisify(execFile)(process.execPath, ['--import', TSX_LOADER, join(REPO_ROOT, 'src/cli/main.ts'), ...args], {
+      env: { ...process.env, ...opts.env },
+      cwd: opts.cwd ?? REPO_ROOT,
+      timeout: 60_000,
+    });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
