@@ -10,7 +10,7 @@ import { warmImage, type WarmProgress } from '../lifecycle/warm.js';
 import { lockHolder } from '../metadata/lock.js';
 import { metadataDir, openMetadata } from '../metadata/open.js';
 import { reconcile } from '../metadata/reconcile.js';
-import { parseAddr } from '../server/addr.js';
+import { parseAddr } from '../net/listen.js';
 
 interface Common {
   config?: string;

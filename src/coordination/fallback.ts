@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Coordinator, FetchLease } from '../proxy/coordinator.js';
+import type { Coordinator, FetchLease } from '../seams.js';
 
 const LOCAL_LEASE: FetchLease = { release: async () => {} };
 

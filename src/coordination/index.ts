@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
-import type { Coordinator } from '../proxy/coordinator.js';
+import type { Coordinator, Leadership } from '../seams.js';
 import { FallbackCoordinator } from './fallback.js';
-import { tryLeadership, type Leadership } from './leader.js';
+import { tryLeadership } from './leader.js';
 import { connectRedis, RedisCoordinator, type RedisSettings } from './redis.js';
 
 export { FallbackCoordinator } from './fallback.js';
 export { RedisCoordinator, RedisLease, connectRedis, KEY_PREFIX, type RedisSettings } from './redis.js';
-export { tryLeadership, soleLeadership, type Leadership } from './leader.js';
+export { tryLeadership, soleLeadership } from './leader.js';
 
 /** Cross-replica coordination from `redis:` config: Redis locks that degrade to local ones when Redis fails. */
 export interface ClusterCoordination {

@@ -1,11 +1,5 @@
+import type { Leadership } from '../seams.js';
 import type { RedisCoordinator, RedisLease } from './redis.js';
-
-/** Whether this replica currently is the one that should run a cluster-wide periodic job. */
-export interface Leadership {
-  isLeader(): boolean;
-  /** Stops campaigning and gives leadership up. */
-  close(): Promise<void>;
-}
 
 /** A single replica (no Redis) always leads. */
 export const soleLeadership: Leadership = { isLeader: () => true, close: async () => {} };

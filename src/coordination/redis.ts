@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Coordinator, FetchLease } from '../proxy/coordinator.js';
+import type { Coordinator, FetchLease } from '../seams.js';
 
 export interface RedisSettings {
   /** host:port */

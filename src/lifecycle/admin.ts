@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { MetadataIndex } from '../metadata/index.js';
 import { repoName, type TagRecord } from '../metadata/types.js';
 import { isDigest } from '../oci/digest.js';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import { buildUnits, Planner, type Reason, type Removal, type Unit } from './plan.js';
 import { applyRemovals, type LiveCache, type RemoveReport } from './remove.js';
 import { Serial } from './serial.js';
@@ -46,7 +46,7 @@ export interface RemovalResult {
 
 export interface AdminContext {
   index: MetadataIndex;
-  storage: StorageDriver;
+  storage: BlobStore;
   live?: LiveCache;
   logger?: Logger;
   ttlOf(upstream: string | undefined): number | null;

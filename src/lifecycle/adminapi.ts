@@ -28,7 +28,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   return v as Record<string, unknown>;
 }
 
-function send(res: ServerResponse, status: number, value: unknown): true {
+export function sendJson(res: ServerResponse, status: number, value: unknown): true {
   const body = Buffer.from(JSON.stringify(value));
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
   res.end(body);
@@ -44,29 +44,29 @@ export async function handleAdmin(admin: CacheAdmin, req: IncomingMessage, res: 
   const op = p.slice(ADMIN_PREFIX.length);
   try {
     if (op === '' || op === '/') {
-      if (req.method !== 'GET') return send(res, 405, { error: 'use GET' });
-      return send(res, 200, admin.list(url.searchParams.get('repo') ?? undefined));
+      if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' });
+      return sendJson(res, 200, admin.list(url.searchParams.get('repo') ?? undefined));
     }
-    if (req.method !== 'POST') return send(res, 405, { error: 'use POST' });
+    if (req.method !== 'POST') return sendJson(res, 405, { error: 'use POST' });
     // A browser cannot send this cross-origin without a CORS preflight, which is never granted.
     if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
-      return send(res, 415, { error: 'Content-Type must be application/json' });
+      return sendJson(res, 415, { error: 'Content-Type must be application/json' });
     }
     const body = await readJson(req);
     const dryRun = body.dryRun === true;
     switch (op) {
       case '/rm':
-        if (typeof body.ref !== 'string' || !body.ref) return send(res, 400, { error: 'ref is required' });
-        return send(res, 200, await admin.remove(body.ref, { dryRun }));
+        if (typeof body.ref !== 'string' || !body.ref) return sendJson(res, 400, { error: 'ref is required' });
+        return sendJson(res, 200, await admin.remove(body.ref, { dryRun }));
       case '/prune':
-        return send(res, 200, await admin.prune({ olderThanMs: optNumber(body.olderThanMs), maxSizeBytes: optNumber(body.maxSizeBytes), dryRun }));
+        return sendJson(res, 200, await admin.prune({ olderThanMs: optNumber(body.olderThanMs), maxSizeBytes: optNumber(body.maxSizeBytes), dryRun }));
       case '/verify':
-        return send(res, 200, await admin.verify({ dryRun }));
+        return sendJson(res, 200, await admin.verify({ dryRun }));
       default:
-        return send(res, 404, { error: `no admin operation ${op}` });
+        return sendJson(res, 404, { error: `no admin operation ${op}` });
     }
   } catch (e) {
-    if (!res.headersSent) send(res, 400, { error: (e as Error).message });
+    if (!res.headersSent) sendJson(res, 400, { error: (e as Error).message });
     return true;
   }
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { MetadataIndex } from '../metadata/index.js';
 import { repoName } from '../metadata/types.js';
 import { manifestLinkKey, tagKey, tagListKey } from '../storage/keys.js';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import type { Reason, Removal } from './plan.js';
 
 /** The running proxy's view, so that removal never pulls the rug from under a request. */
@@ -16,7 +16,7 @@ export interface LiveCache {
 
 export interface RemoveContext {
   index: MetadataIndex;
-  storage: StorageDriver;
+  storage: BlobStore;
   live?: LiveCache;
   logger?: Logger;
   onRemoved?(reason: Reason, blobs: number, bytes: number): void;

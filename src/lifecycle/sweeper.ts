@@ -1,14 +1,14 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { MetadataIndex } from '../metadata/index.js';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import { buildUnits, Planner, type Reason } from './plan.js';
 import { applyRemovals, type LiveCache, type RemoveReport } from './remove.js';
 import type { Serial } from './serial.js';
 
 export interface SweeperOptions {
   index: MetadataIndex;
-  storage: StorageDriver;
+  storage: BlobStore;
   live?: LiveCache;
   logger: Logger;
   /** proxy.ttl of an upstream (null: keep forever). */

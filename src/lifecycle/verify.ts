@@ -1,6 +1,6 @@
 import type { MetadataIndex } from '../metadata/index.js';
 import { newHasher, parseDigest } from '../oci/digest.js';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import type { LiveCache } from './remove.js';
 
 export interface VerifyReport {
@@ -17,7 +17,7 @@ export interface VerifyReport {
  * pull, and a corrupt manifest is refetched because its link no longer resolves.
  */
 export async function verifyBlobs(
-  storage: StorageDriver,
+  storage: BlobStore,
   opts: { remove: boolean; index?: MetadataIndex; live?: LiveCache; onProgress?(checked: number, bytes: number): void },
 ): Promise<VerifyReport> {
   const report: VerifyReport = { checked: 0, bytes: 0, corrupt: [], removed: 0 };

@@ -1,4 +1,4 @@
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import { MAX_MANIFEST_BYTES } from '../oci/mediatypes.js';
 import type { MetadataIndex } from './index.js';
 import { manifestRefs } from './refs.js';
@@ -16,7 +16,7 @@ export interface ReconcileReport {
 const LINK = /^repositories\/([^/]+)\/(.+)\/_manifests\/(sha256|sha512)\/([a-f0-9]+)$/;
 const TAG = /^repositories\/([^/]+)\/(.+)\/_tags\/([^/]+)$/;
 
-async function readAll(storage: StorageDriver, digest: string): Promise<Buffer | undefined> {
+async function readAll(storage: BlobStore, digest: string): Promise<Buffer | undefined> {
   try {
     const chunks: Buffer[] = [];
     let n = 0;
@@ -46,7 +46,7 @@ function parseJson<T>(buf: Buffer | null): T | undefined {
  * created after the scan started are left alone, so this may run while the server keeps caching.
  * With an empty index this is a full rebuild.
  */
-export async function reconcile(index: MetadataIndex, storage: StorageDriver, now: () => number = Date.now): Promise<ReconcileReport> {
+export async function reconcile(index: MetadataIndex, storage: BlobStore, now: () => number = Date.now): Promise<ReconcileReport> {
   const started = now();
   const report: ReconcileReport = { blobsAdded: 0, blobsRemoved: 0, manifestsAdded: 0, manifestsRemoved: 0, tagsAdded: 0, tagsRemoved: 0 };
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 
 export const PROBE_KEY = '_health/probe';
 
@@ -22,7 +22,7 @@ export class StorageHealth {
   private checking = false;
 
   constructor(
-    private readonly storage: StorageDriver,
+    private readonly storage: BlobStore,
     private readonly settings: HealthSettings,
     private readonly logger: Logger,
     /** Replaces the write/read probe (tests, other drivers). */
@@ -77,7 +77,7 @@ export class StorageHealth {
   }
 }
 
-async function writeReadProbe(storage: StorageDriver): Promise<void> {
+async function writeReadProbe(storage: BlobStore): Promise<void> {
   const data = randomBytes(16);
   await storage.putObject(PROBE_KEY, data);
   const back = await storage.getObject(PROBE_KEY);

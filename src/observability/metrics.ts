@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { CacheResult, ProxyEvents } from '../proxy/events.js';
+import type { CacheResult, ProxyEvents } from '../seams.js';
 import type { RateLimitInfo } from '../upstream/types.js';
 
 /** What the handler reports per response (see HandlerOptions.onResponse). */
@@ -53,6 +53,8 @@ export class Metrics {
   private readonly evictions: Counter<'reason'>;
   private readonly evictedBytes: Counter<'reason'>;
   private readonly inflight: Gauge<'upstream'>;
+  private readonly storageDuration: Histogram<'driver' | 'op'>;
+  private readonly storageErrors: Counter<'driver' | 'op'>;
 
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
@@ -134,6 +136,19 @@ export class Metrics {
       name: 'regcache_inflight_downloads',
       help: 'Blob downloads from upstream in progress',
       labelNames: ['upstream'],
+      registers,
+    });
+    this.storageDuration = new Histogram({
+      name: 'regcache_storage_operation_seconds',
+      help: 'Storage driver operations by driver and operation (stat, get, read, put, writer, write, commit, abort, delete, list, redirect, cleanup)',
+      labelNames: ['driver', 'op'],
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+      registers,
+    });
+    this.storageErrors = new Counter({
+      name: 'regcache_storage_errors_total',
+      help: 'Failed storage driver operations by driver and operation',
+      labelNames: ['driver', 'op'],
       registers,
     });
     const src = sources;
@@ -238,6 +253,12 @@ export class Metrics {
       this.upstreamBytes.inc({ upstream, kind: 'manifest' }, outcome.bytes);
       this.vars.manifests.BytesPulled += outcome.bytes;
     }
+  }
+
+  /** A storage driver operation finished (see src/storage/checked.ts). */
+  storageOp(driver: string, op: string, seconds: number, failed: boolean): void {
+    this.storageDuration.observe({ driver, op }, seconds);
+    if (failed) this.storageErrors.inc({ driver, op });
   }
 
   evicted(reason: string, blobs: number, bytes: number): void {

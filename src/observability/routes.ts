@@ -1,15 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RegistryError } from '../errors.js';
-import type { CacheAdmin } from '../lifecycle/admin.js';
-import { handleAdmin } from '../lifecycle/adminapi.js';
-import type { StorageHealth } from './health.js';
 import type { Metrics } from './metrics.js';
 
 export interface HealthState {
-  health: StorageHealth;
+  readonly healthy: boolean;
+  /** Failing check name → error (empty while healthy). */
+  status(): Record<string, string>;
   /** True once shutdown started: readiness fails so load balancers stop sending. */
   draining(): boolean;
 }
+
+/** A route of the debug listener composed in by the server (the admin API); true when it answered. */
+export type DebugRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>;
 
 function send(res: ServerResponse, status: number, body: string | Buffer, type = 'application/json'): true {
   const buf = typeof body === 'string' ? Buffer.from(body) : body;
@@ -33,14 +35,14 @@ export function healthRoute(state: HealthState, req: IncomingMessage, res: Serve
   switch (pathname) {
     case '/':
     case '/debug/health': {
-      const failing = state.health.status();
-      return send(res, state.health.healthy ? 200 : 503, JSON.stringify(failing));
+      const failing = state.status();
+      return send(res, state.healthy ? 200 : 503, JSON.stringify(failing));
     }
     case '/healthz':
       return send(res, 200, 'ok\n', 'text/plain');
     case '/readyz': {
       if (state.draining()) return send(res, 503, 'draining\n', 'text/plain');
-      if (!state.health.healthy) return send(res, 503, `unhealthy: ${Object.values(state.health.status()).join('; ')}\n`, 'text/plain');
+      if (!state.healthy) return send(res, 503, `unhealthy: ${Object.values(state.status()).join('; ')}\n`, 'text/plain');
       return send(res, 200, 'ok\n', 'text/plain');
     }
   }
@@ -51,8 +53,8 @@ export function healthRoute(state: HealthState, req: IncomingMessage, res: Serve
 export function mainRoutes(state: HealthState) {
   return (req: IncomingMessage, res: ServerResponse, pathname: string): boolean => {
     if (healthRoute(state, req, res, pathname)) return true;
-    if ((pathname === '/v2/' || pathname === '/v2') && !state.health.healthy) {
-      const err = new RegistryError('UNAVAILABLE', 'storage is unhealthy', { detail: state.health.status() });
+    if ((pathname === '/v2/' || pathname === '/v2') && !state.healthy) {
+      const err = new RegistryError('UNAVAILABLE', 'storage is unhealthy', { detail: state.status() });
       res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
       return send(res, err.status, JSON.stringify(err.toJSON()));
     }
@@ -60,13 +62,8 @@ export function mainRoutes(state: HealthState) {
   };
 }
 
-/** The http.debug.addr listener: metrics, expvar, health, admin API. */
-export function debugHandler(opts: {
-  state: HealthState;
-  metrics: Metrics;
-  prometheus?: { path: string };
-  admin?: CacheAdmin;
-}) {
+/** The http.debug.addr listener: metrics, expvar, health, then the composed routes. */
+export function debugHandler(opts: { state: HealthState; metrics: Metrics; prometheus?: { path: string }; routes: DebugRoute[] }) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
     try {
@@ -86,11 +83,7 @@ export function debugHandler(opts: {
         send(res, 200, await opts.metrics.prometheus(), opts.metrics.contentType);
         return;
       }
-      if (opts.admin && (await handleAdmin(opts.admin, req, res, url))) return;
-      if (!opts.admin && p.startsWith('/admin/')) {
-        send(res, 503, JSON.stringify({ error: 'this process does not manage the cache: another regcache process holds its metadata lock' }));
-        return;
-      }
+      for (const route of opts.routes) if (await route(req, res, url)) return;
       send(res, 404, '{"error":"not found"}');
     } catch (e) {
       if (!res.headersSent) send(res, 500, JSON.stringify({ error: (e as Error).message }));

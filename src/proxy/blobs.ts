@@ -1,14 +1,14 @@
 import type { Logger } from 'pino';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
-import type { StorageDriver, ByteRange } from '../storage/types.js';
+import type { ByteRange, CacheResult, Coordinator, ProxyEvents } from '../seams.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
-import type { Coordinator } from './coordinator.js';
 import { Download } from './download.js';
-import type { CacheResult, ProxyEvents } from './events.js';
+
 
 export type BlobSource =
-  | { kind: 'stored'; size: number; result: CacheResult; path?: string; open(range?: ByteRange): Promise<Readable> }
+  | { kind: 'stored'; size: number; result: CacheResult; open(range?: ByteRange): Promise<Readable> }
   | { kind: 'download'; size: number | null; result: CacheResult; open(range?: ByteRange): Readable };
 
 /** A fetch lease outlives a crashed replica by at most this long. */
@@ -30,7 +30,7 @@ export class BlobCache {
   private readonly serving = new Map<string, number>();
 
   constructor(
-    private readonly storage: StorageDriver,
+    private readonly storage: BlobStore,
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
   ) {}
@@ -47,7 +47,6 @@ export class BlobCache {
       kind: 'stored',
       size: st.size,
       result,
-      path: this.storage.localBlobPath?.(digest),
       open: (range) => this.storage.readBlob(digest, range),
     };
   }

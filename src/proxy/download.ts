@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
-import type { BlobWriter } from '../storage/types.js';
+import type { BlobWriter } from '../storage/blobstore.js';
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -75,7 +75,7 @@ export class Download extends EventEmitter {
     try {
       for await (const chunk of body) {
         await this.writer.write(chunk);
-        this.emit('progress');
+        this.emit('change');
       }
       if (this.size !== null && this.writer.bytesWritten !== this.size) {
         throw new RegistryError('UPSTREAM_ERROR', `upstream sent ${this.writer.bytesWritten} of ${this.size} bytes`);
@@ -83,6 +83,7 @@ export class Download extends EventEmitter {
       await this.writer.commit();
       this.state = 'committed';
       this.emit('committed');
+      this.emit('change');
     } catch (e) {
       body.destroy?.();
       await this.writer.abort();
@@ -93,6 +94,7 @@ export class Download extends EventEmitter {
       this.failure = err;
       this.state = 'failed';
       this.emit('failed', err);
+      this.emit('change');
     } finally {
       this.pumpDone = true;
       onFinish?.(this.failure, this.writer.bytesWritten);
@@ -107,66 +109,94 @@ export class Download extends EventEmitter {
   /** A stream of bytes [start, end] (inclusive; end defaults to the last byte). */
   createReader(start = 0, end?: number): Readable {
     this.readers++;
-    let pos = start;
-    const last = end ?? (this.size !== null ? this.size - 1 : Infinity);
-    let waiting = false;
-    const dl = this;
-    const available = (): number => {
-      if (dl.state === 'committed') return dl.writer.bytesWritten;
-      // Hold back the final byte until the digest is verified.
-      return Math.max(0, dl.writer.bytesWritten - 1);
-    };
-    const stream = new Readable({
-      highWaterMark: READ_CHUNK,
-      read() {
-        void step();
-      },
-      destroy(err, cb) {
-        dl.off('progress', wake);
-        dl.off('committed', wake);
-        dl.off('failed', wake);
-        dl.readers--;
-        void dl.maybeCloseFd();
-        cb(err);
-      },
-    });
-    const wake = (): void => {
-      if (!waiting) return;
-      waiting = false;
-      dl.off('progress', wake);
-      dl.off('committed', wake);
-      dl.off('failed', wake);
-      void step();
-    };
-    const step = async (): Promise<void> => {
-      if (stream.destroyed) return;
-      if (dl.state === 'failed') {
-        stream.destroy(dl.failure);
-        return;
+    return new DownloadReader(this, start, end ?? (this.size !== null ? this.size - 1 : Infinity));
+  }
+
+  /** Bytes a reader may deliver now: all once committed; before that all but the last, held back until verified. */
+  get available(): number {
+    return this.state === 'committed' ? this.writer.bytesWritten : Math.max(0, this.writer.bytesWritten - 1);
+  }
+
+  get isCommitted(): boolean {
+    return this.state === 'committed';
+  }
+
+  get error(): Error | undefined {
+    return this.state === 'failed' ? this.failure : undefined;
+  }
+
+  read(buf: Buffer, len: number, pos: number): Promise<number> {
+    return this.readFd.read(buf, 0, len, pos).then((r) => r.bytesRead);
+  }
+
+  readerClosed(): void {
+    this.readers--;
+    void this.maybeCloseFd();
+  }
+}
+
+/**
+ * One client's view of a Download: bytes [pos, last] of the temp file, delivered as they become available.
+ * Invariants: it never delivers a byte beyond `dl.available` (so the final byte waits for verification); it
+ * waits for the Download's 'change' event only when it has nothing to deliver, and listens at most once; a
+ * failed download destroys it with the download's error, so the client sees an aborted body, never a short
+ * success.
+ */
+class DownloadReader extends Readable {
+  private waiting = false;
+
+  constructor(
+    private readonly dl: Download,
+    private pos: number,
+    /** Inclusive. */
+    private readonly last: number,
+  ) {
+    super({ highWaterMark: READ_CHUNK });
+  }
+
+  override _read(): void {
+    void this.step();
+  }
+
+  private readonly wake = (): void => {
+    if (!this.waiting) return;
+    this.waiting = false;
+    this.dl.off('change', this.wake);
+    void this.step();
+  };
+
+  private async step(): Promise<void> {
+    if (this.destroyed) return;
+    const { dl } = this;
+    if (dl.error) {
+      this.destroy(dl.error);
+      return;
+    }
+    const limit = Math.min(dl.available, this.last + 1);
+    if (this.pos < limit) {
+      const len = Math.min(limit - this.pos, READ_CHUNK);
+      const buf = Buffer.allocUnsafe(len);
+      try {
+        const n = await dl.read(buf, len, this.pos);
+        if (this.destroyed) return;
+        this.pos += n;
+        this.push(n === len ? buf : buf.subarray(0, n));
+      } catch (e) {
+        this.destroy(e as Error);
       }
-      const limit = Math.min(available(), last + 1);
-      if (pos < limit) {
-        const len = Math.min(limit - pos, READ_CHUNK);
-        const buf = Buffer.allocUnsafe(len);
-        try {
-          const { bytesRead } = await dl.readFd.read(buf, 0, len, pos);
-          if (stream.destroyed) return;
-          pos += bytesRead;
-          stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
-        } catch (e) {
-          stream.destroy(e as Error);
-        }
-        return;
-      }
-      if (dl.state === 'committed' || pos > last) {
-        stream.push(null);
-        return;
-      }
-      waiting = true;
-      dl.on('progress', wake);
-      dl.on('committed', wake);
-      dl.on('failed', wake);
-    };
-    return stream;
+      return;
+    }
+    if (dl.isCommitted || this.pos > this.last) {
+      this.push(null);
+      return;
+    }
+    this.waiting = true;
+    dl.on('change', this.wake);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.dl.off('change', this.wake);
+    this.dl.readerClosed();
+    cb(err);
   }
 }

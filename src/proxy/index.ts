@@ -1,14 +1,12 @@
 import type { Logger } from 'pino';
 import type { UpstreamConfig } from '../config/types.js';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import { repoOfKey } from '../storage/keys.js';
 import type { Upstream } from '../upstream/types.js';
 import { BlobCache } from './blobs.js';
 import { ManifestCache } from './manifests.js';
 import { TagLists } from './tags.js';
-import { noopEvents, type ProxyEvents } from './events.js';
-
-export type { CacheResult, ProxyEvents } from './events.js';
+import { noopEvents, type ProxyEvents } from '../seams.js';
 export type { BlobSource } from './blobs.js';
 export type { ManifestResult } from './manifests.js';
 
@@ -19,13 +17,13 @@ export interface UpstreamHandle {
 }
 
 /** The cache policy for all upstreams over one storage. */
-export class Proxy {
+export class PullThroughCache {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
   readonly tags: TagLists;
 
   constructor(
-    readonly storage: StorageDriver,
+    readonly storage: BlobStore,
     logger: Logger,
     events: ProxyEvents = noopEvents,
   ) {

@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
 import { digestOf, isDigest } from '../oci/digest.js';
 import { manifestLinkKey, tagKey } from '../storage/keys.js';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
-import type { CacheResult, ProxyEvents } from './events.js';
+import type { CacheResult, ProxyEvents } from '../seams.js';
 import { MemoryLru } from './lru.js';
 
 export interface ManifestEntry {
@@ -30,6 +30,13 @@ interface ManifestLink {
   fetchedAt: number;
 }
 
+/**
+ * Bytes of manifests kept in memory for hot tags and digests. A manifest is a few KiB (an index of many
+ * platforms tens of KiB), so this holds thousands: a warm manifest GET then costs no storage read, while a
+ * small host's memory is not at risk.
+ */
+const MANIFEST_MEMORY_BYTES = 64 * 1024 * 1024;
+
 /** Upstream failures that justify serving what we have (stale-if-error); a 404 is an answer, not a failure. */
 function isUpstreamFailure(e: unknown): boolean {
   return !(e instanceof RegistryError && e.status === 404);
@@ -46,10 +53,10 @@ function isUpstreamFailure(e: unknown): boolean {
 export class ManifestCache {
   private readonly inflight = new Map<string, Promise<ManifestResult>>();
   private readonly tags = new Map<string, TagRecord>();
-  private readonly memory = new MemoryLru<ManifestEntry>(64 * 1024 * 1024, (e) => e.bytes.length);
+  private readonly memory = new MemoryLru<ManifestEntry>(MANIFEST_MEMORY_BYTES, (e) => e.bytes.length);
 
   constructor(
-    private readonly storage: StorageDriver,
+    private readonly storage: BlobStore,
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
     private readonly now: () => number = Date.now,

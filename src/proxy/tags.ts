@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
 import { repoPrefix, tagListKey } from '../storage/keys.js';
-import type { StorageDriver } from '../storage/types.js';
+import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
-import type { CacheResult, ProxyEvents } from './events.js';
+import type { CacheResult, ProxyEvents } from '../seams.js';
 
 interface TagList {
   tags: string[];
@@ -18,7 +18,7 @@ export class TagLists {
   private readonly inflight = new Map<string, Promise<{ tags: string[]; result: CacheResult }>>();
 
   constructor(
-    private readonly storage: StorageDriver,
+    private readonly storage: BlobStore,
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
     private readonly now: () => number = Date.now,

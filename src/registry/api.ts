@@ -2,7 +2,8 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
 import { isDigest } from '../oci/digest.js';
 import { isValidTag } from '../oci/names.js';
-import type { CacheResult, Proxy } from '../proxy/index.js';
+import type { PullThroughCache } from '../proxy/index.js';
+import type { CacheResult } from '../seams.js';
 import { parseRange } from './range.js';
 import { parseRoute } from './routes.js';
 import type { RouteContext, UpstreamRouter } from './router.js';
@@ -62,7 +63,7 @@ function paginate(items: string[], query: URLSearchParams, linkBase: string): { 
 /** The read side of the OCI distribution API over the cache policy. */
 export class RegistryApi {
   constructor(
-    private readonly proxy: Proxy,
+    private readonly proxy: PullThroughCache,
     private readonly router: UpstreamRouter,
   ) {}
 
@@ -137,7 +138,7 @@ export class RegistryApi {
     }
     const src = await this.proxy.blobs.get(upstream.client, repo, digest);
     // storage.redirect: a stored blob is fetched by the client from the object store itself.
-    const location = src.kind === 'stored' ? await this.proxy.storage.blobRedirectUrl?.(digest) : undefined;
+    const location = src.kind === 'stored' ? await this.proxy.storage.blobRedirectUrl(digest) : undefined;
     if (location) {
       // The URL expires: the redirect must not be cached like the immutable blob itself.
       const headers = {

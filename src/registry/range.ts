@@ -1,5 +1,5 @@
 import { RegistryError } from '../errors.js';
-import type { ByteRange } from '../storage/types.js';
+import type { ByteRange } from '../seams.js';
 
 /**
  * Parses a single-range `Range: bytes=...` header against a known size.

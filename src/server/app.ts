@@ -1,111 +1,143 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
-import { Proxy, type UpstreamHandle } from '../proxy/index.js';
+import { openLifecycle, type CacheLifecycle } from '../lifecycle/runtime.js';
+import { listenOn } from '../net/listen.js';
+import { Observability } from '../observability/index.js';
+import { PullThroughCache, type UpstreamHandle } from '../proxy/index.js';
 import { RegistryApi } from '../registry/api.js';
 import { UpstreamRouter } from '../registry/router.js';
-import { openStorage, type StorageDriver } from '../storage/index.js';
+import type { ProxyEvents } from '../seams.js';
+import { openStorage, type BlobStore } from '../storage/index.js';
 import { createUpstream } from '../upstream/index.js';
-import { openOperations, type Operations } from '../observability/operations.js';
+import { DisposerStack } from './disposers.js';
+import { ABORTED_DOWNLOADS_GRACE_MS, delay, drainServers } from './drain.js';
 import { createHandler } from './handler.js';
-import { listenOn } from './addr.js';
 import { Security } from './security.js';
+
+/** The eviction sweeper's leader lease among replicas sharing a Redis: a crashed leader is replaced within this long. */
+const SWEEPER_LEADER_TTL_MS = 30_000;
 
 export interface RunningApp {
   /** Bound addresses: main listener first, then per-upstream listeners. */
   urls: string[];
-  storage: StorageDriver;
-  proxy: Proxy;
-  /** Metadata index, sweeper, health, metrics, debug listener (debugUrl). */
-  operations: Operations;
+  /** URL of the http.debug.addr listener, when configured. */
+  debugUrl?: string;
+  storage: BlobStore;
+  proxy: PullThroughCache;
+  lifecycle: CacheLifecycle;
+  observability: Observability;
   /** Stops accepting, drains in-flight requests (up to http.draintimeout), closes everything. */
   close(): Promise<void>;
 }
 
+/** The composition root: builds every part in dependency order, each registering its teardown as it is made. */
 export async function startApp(config: Config, logger: Logger): Promise<RunningApp> {
-  const security = await Security.open(config, logger);
-  const storage = await openStorage(config.storage, { redirect: config.storageRedirect });
+  const disposers = new DisposerStack();
+  try {
+    return await compose(config, logger, disposers);
+  } catch (e) {
+    await disposers.disposeAll().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'cleanup after a failed start failed'));
+    throw e;
+  }
+}
+
+async function compose(config: Config, logger: Logger, disposers: DisposerStack): Promise<RunningApp> {
+  const security = disposers.use(await Security.open(config, logger), (s) => s.close());
+  const observability = disposers.use(new Observability(config, logger), (o) => o.close());
+  const storage = disposers.use(
+    await openStorage(config.storage, { redirect: config.storageRedirect, observe: observability.observeStorage }),
+    (s) => s.close(),
+  );
   const removed = await storage.cleanup();
   if (removed > 0) logger.info({ removed }, 'removed leftovers of interrupted downloads');
-  const operations = await openOperations(config, storage, logger);
+  const lifecycle = disposers.use(await openLifecycle(config, storage, logger), (l) => l.close());
 
-  const upstreams: UpstreamHandle[] = config.upstreams.map((u) => ({
-    config: u,
-    client: operations.instrument(createUpstream(u, { logger: logger.child({ upstream: u.name }) })),
-  }));
-  const router = new UpstreamRouter(upstreams);
-  const proxy = new Proxy(storage, logger, operations.events);
+  const events: ProxyEvents = { ...observability.metrics.events, ...lifecycle.events };
+  const proxy = new PullThroughCache(storage, logger, events);
+  // Runs after the upstream clients closed (below): downloads they cut off fail and remove their temp files.
+  disposers.defer(() => Promise.race([proxy.blobs.drain(), delay(ABORTED_DOWNLOADS_GRACE_MS)]));
+
+  const upstreams: UpstreamHandle[] = config.upstreams.map((u) => {
+    const client = observability.instrument(createUpstream(u, { logger: logger.child({ upstream: u.name }) }));
+    disposers.defer(() => client.close());
+    return { config: u, client };
+  });
   // redis: replicas sharing one storage fetch each uncached blob once between them.
   // Loaded on demand, like the S3 driver: only replicas sharing a storage need Redis.
   const coordination = config.redis
-    ? (await import('../coordination/index.js')).createCoordination(config.redis, logger)
+    ? disposers.use((await import('../coordination/index.js')).createCoordination(config.redis, logger), (c) => c.close())
     : undefined;
   proxy.blobs.setCoordinator(coordination?.coordinator);
-  const api = new RegistryApi(proxy, router);
+  observability.watch({
+    storage,
+    cache: () => ({ bytes: lifecycle.index.totalBytes, blobs: lifecycle.index.blobCount }),
+    upstreams: () => upstreams.map((u) => u.client),
+  });
+  lifecycle.start({
+    proxy,
+    isLeader: coordination?.leadership('sweeper', SWEEPER_LEADER_TTL_MS).isLeader,
+    onRemoved: (reason, blobs, bytes) => observability.metrics.evicted(reason, blobs, bytes),
+  });
 
+  const api = new RegistryApi(proxy, new UpstreamRouter(upstreams));
+  const auth = security.auth;
   const base = {
     api,
     logger,
     headers: config.http.headers,
     accessLog: !config.log.accesslog.disabled,
-    authenticate: security.authenticator ? security.authenticate : undefined,
-    ...operations.handlerOptions,
+    authenticate: auth && ((req: http.IncomingMessage) => auth.authenticate(req)),
+    ...observability.handlerOptions,
   };
   const servers: http.Server[] = [];
+  const listen = async (server: http.Server, addr: string, scheme: 'http' | 'https' = 'http'): Promise<string> => {
+    disposers.defer(() => closeServer(server));
+    const url = await listenOn(server, addr, scheme);
+    servers.push(server);
+    return url;
+  };
   const urls: string[] = [];
   const listeners: Array<{ addr: string; upstream?: string }> = [
     { addr: config.http.addr },
     ...config.upstreams.filter((u) => u.addr).map((u) => ({ addr: u.addr!, upstream: u.name })),
   ];
-  try {
-    for (const l of listeners) {
-      const server = security.createServer(createHandler({ ...base, listenerUpstream: l.upstream }));
-      servers.push(server);
-      urls.push(await listenOn(server, l.addr, security.scheme));
-      logger.info({ addr: l.addr, tls: security.scheme === 'https', upstream: l.upstream ?? config.upstreams[0]!.name }, 'listening');
-    }
-    const challenge = security.challengeServer(config);
-    if (challenge) {
-      servers.push(challenge.server);
-      await listenOn(challenge.server, challenge.addr, 'http');
-      logger.info({ addr: challenge.addr }, 'listening for ACME http-01 challenges');
-    }
-    await security.start();
-    await operations.start({ proxy, upstreams, isLeader: coordination?.leadership('sweeper', 30_000).isLeader });
-  } catch (e) {
-    for (const s of servers) s.close();
-    security.close();
-    await coordination?.close();
-    await operations.close();
-    await storage.close();
-    throw e;
+  for (const l of listeners) {
+    urls.push(await listen(security.createServer(createHandler({ ...base, listenerUpstream: l.upstream })), l.addr, security.scheme));
+    logger.info({ addr: l.addr, tls: security.scheme === 'https', upstream: l.upstream ?? config.upstreams[0]!.name }, 'listening');
+  }
+  const challenge = security.challengeServer(config);
+  if (challenge) {
+    await listen(challenge.server, challenge.addr);
+    logger.info({ addr: challenge.addr }, 'listening for ACME http-01 challenges');
+  }
+  await security.start();
+
+  let debugUrl: string | undefined;
+  const dbg = config.http.debug;
+  if (dbg) {
+    const handler = observability.debugHandler([(req, res, url) => lifecycle.adminRoute(req, res, url)]);
+    // Not drained with the API listeners: metrics stay readable until the very end.
+    const debugServer = http.createServer(handler);
+    disposers.defer(() => closeServer(debugServer));
+    debugUrl = await listenOn(debugServer, dbg.addr);
+    logger.info({ addr: dbg.addr, url: debugUrl, prometheus: dbg.prometheus.enabled ? dbg.prometheus.path : false }, 'debug listener');
   }
 
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
-    operations.beginDrain();
-    const drained = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    for (const s of servers) s.closeIdleConnections();
-    const timer = new Promise<void>((r) => setTimeout(r, config.http.draintimeoutMs).unref());
-    // Keep-alive connections that go idle after their last response would otherwise hold the drain open.
-    const idle = setInterval(() => servers.forEach((s) => s.closeIdleConnections()), 100);
-    await Promise.race([drained, timer]);
-    clearInterval(idle);
-    for (const s of servers) s.closeAllConnections();
-    await Promise.race([proxy.blobs.drain(), timer]);
-    await Promise.all(upstreams.map((u) => u.client.close()));
-    // Downloads cut off by the drain deadline fail now and remove their temp files.
-    await Promise.race([proxy.blobs.drain(), new Promise((r) => setTimeout(r, 2000).unref())]);
-    security.close();
-    await coordination?.close();
-    await operations.close();
-    await storage.close();
+    observability.beginDrain();
+    const deadline = delay(config.http.draintimeoutMs);
+    await drainServers(servers, deadline);
+    await Promise.race([proxy.blobs.drain(), deadline]);
+    await disposers.disposeAll();
   };
-  return {
-    urls,
-    storage,
-    proxy,
-    operations,
-    close: () => (closing ??= close()),
-  };
+  return { urls, debugUrl, storage, proxy, lifecycle, observability, close: () => (closing ??= close()) };
+}
+
+async function closeServer(server: http.Server): Promise<void> {
+  if (!server.listening) return;
+  const closed = new Promise<void>((r) => server.close(() => r()));
+  server.closeAllConnections();
+  await closed;
 }

@@ -3,8 +3,9 @@ import https from 'node:https';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { HtpasswdAuthenticator } from '../auth/htpasswd.js';
+import { openAuthProvider } from '../auth/index.js';
 import type { Config } from '../config/types.js';
+import type { AuthProvider } from '../seams.js';
 import type { AcmeManager } from '../tls/acme.js';
 import { CertificateFiles } from '../tls/certfiles.js';
 
@@ -23,17 +24,15 @@ const SERVER_OPTIONS: http.ServerOptions = {
  */
 export class Security {
   private constructor(
-    readonly authenticator: HtpasswdAuthenticator | undefined,
+    /** Client authentication of the registry API; undefined: an open mirror. */
+    readonly auth: AuthProvider | undefined,
     private readonly certs: CertificateFiles | undefined,
     readonly acme: AcmeManager | undefined,
   ) {}
 
   static async open(config: Config, logger: Logger): Promise<Security> {
-    const ht = config.auth?.htpasswd;
-    const authenticator = ht
-      ? await HtpasswdAuthenticator.open({ path: ht.path, realm: ht.realm, logger: logger.child({ component: 'auth' }) })
-      : undefined;
-    warnIfOpenMirror(config, logger, authenticator !== undefined);
+    const auth = await openAuthProvider(config, logger);
+    warnIfOpenMirror(config, logger, auth !== undefined);
     const tls = config.http.tls;
     let certs: CertificateFiles | undefined;
     let acme: AcmeManager | undefined;
@@ -65,11 +64,11 @@ export class Security {
         });
       }
     } catch (e) {
-      authenticator?.close();
+      auth?.close();
       certs?.close();
       throw e;
     }
-    return new Security(authenticator, certs, acme);
+    return new Security(auth, certs, acme);
   }
 
   get scheme(): 'http' | 'https' {
@@ -101,18 +100,13 @@ export class Security {
     return { server, addr: config.regcache.acme.httpaddr };
   }
 
-  /** For the request handler: throws RegistryError 401/429 when the client is not allowed. */
-  authenticate = async (req: http.IncomingMessage): Promise<void> => {
-    if (this.authenticator) await this.authenticator.authenticate(req.headers.authorization, req.socket.remoteAddress ?? '');
-  };
-
   /** After the listeners are up: obtains/loads the ACME certificate (challenges need the listeners). */
   async start(): Promise<void> {
     await this.acme?.start();
   }
 
   close(): void {
-    this.authenticator?.close();
+    this.auth?.close();
     this.certs?.close();
     this.acme?.close();
   }

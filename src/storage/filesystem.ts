@@ -1,58 +1,55 @@
 import { closeSync, fstat, open as openCb } from 'node:fs';
 import { promisify } from 'node:util';
-import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, unlink, writeFile, stat, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
-import { newHasher, parseDigest } from '../oci/digest.js';
-import { blobKey } from './keys.js';
+import type { ByteRange, ObjectDriver, ObjectWriter } from '../seams.js';
 import { FileRangeStream } from './filerange.js';
-import type { BlobWriter, ByteRange, StorageDriver } from './types.js';
 
 const UPLOADS = '_uploads';
 const openFd = promisify(openCb);
 const fstatFd = promisify(fstat);
 
+function errnoOf(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException)?.code;
+}
+
 function isNotFound(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
+  return errnoOf(e) === 'ENOENT';
 }
 
 function storageError(op: string, e: unknown): RegistryError {
-  const code = (e as NodeJS.ErrnoException)?.code ?? 'unknown';
-  return new RegistryError('STORAGE_ERROR', `storage ${op} failed (${code})`, { cause: e });
+  return new RegistryError('STORAGE_ERROR', `storage ${op} failed (${errnoOf(e) ?? 'unknown'})`, { cause: e });
 }
 
 /**
- * Local-filesystem storage. Every write goes to `<root>/_uploads/<uuid>` first and is renamed into place,
- * so a crash (kill -9) never leaves a partial blob or object under its final name.
+ * Local-filesystem objects under one root directory. Every write goes to `<root>/_uploads/<uuid>` first and is
+ * renamed into place, so a crash (kill -9) never leaves a partial object under its final name; that temp file
+ * is the writer's `localPath`, which concurrent readers follow while it grows.
  */
-export class FilesystemStorage implements StorageDriver {
+export class FilesystemDriver implements ObjectDriver {
   private readonly uploads: string;
 
-  private constructor(
+  constructor(
     readonly root: string,
-    readonly kind: string,
-    private readonly ephemeral: boolean,
+    readonly kind = 'filesystem',
   ) {
     this.uploads = path.join(root, UPLOADS);
   }
 
-  /** `ephemeral`: the directory is removed on close (the `inmemory` driver). */
-  static async open(root: string, opts: { ephemeral?: boolean } = {}): Promise<FilesystemStorage> {
+  static async open(root: string, kind?: string): Promise<FilesystemDriver> {
     const abs = path.resolve(root);
     try {
       await mkdir(path.join(abs, UPLOADS), { recursive: true });
     } catch (e) {
       throw storageError(`init of ${abs}`, e);
     }
-    return new FilesystemStorage(abs, opts.ephemeral ? 'inmemory' : 'filesystem', opts.ephemeral ?? false);
+    return new FilesystemDriver(abs, kind);
   }
 
-  private file(key: string): string {
-    const p = path.join(this.root, key);
-    if (!p.startsWith(this.root + path.sep)) throw new RegistryError('NAME_INVALID', 'invalid storage key');
-    return p;
+  localPath(key: string): string {
+    return path.join(this.root, key);
   }
 
   /**
@@ -71,29 +68,23 @@ export class FilesystemStorage implements StorageDriver {
     }
   }
 
-  localBlobPath(digest: string): string {
-    return this.file(blobKey(digest));
-  }
-
-  async statBlob(digest: string): Promise<{ size: number } | null> {
-    const p = this.localBlobPath(digest);
+  async stat(key: string): Promise<{ size: number } | null> {
     try {
-      const s = await stat(p);
-      return { size: s.size };
+      const s = await stat(this.localPath(key));
+      return s.isFile() ? { size: s.size } : null;
     } catch (e) {
-      if (isNotFound(e)) return null;
+      if (isNotFound(e) || errnoOf(e) === 'ENOTDIR') return null;
       throw storageError('stat', e);
     }
   }
 
-  async readBlob(digest: string, range?: ByteRange): Promise<Readable> {
-    const p = this.localBlobPath(digest);
+  async get(key: string, range?: ByteRange): Promise<FileRangeStream | null> {
     // A raw fd (not a FileHandle, which closes itself on GC), owned by the stream (closed when destroyed).
     let fd: number;
     try {
-      fd = await openFd(p, 'r');
+      fd = await openFd(this.localPath(key), 'r');
     } catch (e) {
-      if (isNotFound(e)) throw new RegistryError('BLOB_UNKNOWN', 'blob unknown to registry', { detail: { digest } });
+      if (isNotFound(e) || errnoOf(e) === 'ENOTDIR') return null;
       throw storageError('read', e);
     }
     let size: number;
@@ -106,99 +97,17 @@ export class FilesystemStorage implements StorageDriver {
     return new FileRangeStream(fd, range?.start ?? 0, range?.end ?? size - 1);
   }
 
-  async createBlobWriter(digest: string): Promise<BlobWriter> {
-    const parsed = parseDigest(digest);
-    if (!parsed) throw new RegistryError('DIGEST_INVALID', 'invalid digest', { detail: { digest } });
-    const final = this.localBlobPath(digest);
-    const temp = path.join(this.uploads, randomUUID());
-    let fh: FileHandle;
+  async read(key: string): Promise<Buffer | null> {
     try {
-      fh = await this.inUploads(() => open(temp, 'wx', 0o644));
+      return await readFile(this.localPath(key));
     } catch (e) {
-      throw storageError('create temp file', e);
-    }
-    const hasher = newHasher(parsed.algorithm);
-    let written = 0;
-    let done = false;
-    const abort = async (): Promise<void> => {
-      if (done) return;
-      done = true;
-      await fh.close().catch(() => {});
-      await unlink(temp).catch(() => {});
-    };
-    return {
-      tempPath: temp,
-      get bytesWritten() {
-        return written;
-      },
-      async write(chunk: Uint8Array) {
-        if (done) throw new RegistryError('INTERNAL', 'write after commit/abort');
-        hasher.update(chunk);
-        let off = 0;
-        try {
-          while (off < chunk.length) {
-            const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, written + off);
-            off += bytesWritten;
-          }
-        } catch (e) {
-          await abort();
-          throw storageError('write', e);
-        }
-        written += chunk.length;
-      },
-      async commit() {
-        if (done) throw new RegistryError('INTERNAL', 'commit after commit/abort');
-        const actual = `${parsed.algorithm}:${hasher.digest('hex')}`;
-        if (actual !== digest) {
-          await abort();
-          throw new RegistryError('DIGEST_INVALID', 'content does not match digest', { detail: { digest, actual } });
-        }
-        try {
-          await fh.datasync();
-          await fh.close();
-          done = true;
-          await mkdir(path.dirname(final), { recursive: true });
-          await rename(temp, final);
-        } catch (e) {
-          done = false;
-          await abort();
-          throw storageError('commit', e);
-        }
-      },
-      abort,
-    };
-  }
-
-  async deleteBlob(digest: string): Promise<void> {
-    await rm(this.localBlobPath(digest), { force: true });
-  }
-
-  async *listBlobs(): AsyncIterable<{ digest: string; size: number }> {
-    const base = path.join(this.root, 'blobs');
-    for (const alg of await readdirOrEmpty(base)) {
-      for (const pre of await readdirOrEmpty(path.join(base, alg))) {
-        for (const hex of await readdirOrEmpty(path.join(base, alg, pre))) {
-          const digest = `${alg}:${hex}`;
-          if (!parseDigest(digest)) continue;
-          const s = await stat(path.join(base, alg, pre, hex)).catch(() => null);
-          if (s?.isFile()) yield { digest, size: s.size };
-        }
-      }
-    }
-  }
-
-  async getObject(key: string): Promise<Buffer | null> {
-    const p = this.file(key);
-    try {
-      return await readFile(p);
-    } catch (e) {
-      if (isNotFound(e) || (e as NodeJS.ErrnoException).code === 'EISDIR') return null;
+      if (isNotFound(e) || errnoOf(e) === 'EISDIR' || errnoOf(e) === 'ENOTDIR') return null;
       throw storageError('read', e);
     }
   }
 
-  async putObject(key: string, data: Buffer): Promise<void> {
-    const final = this.file(key);
+  async put(key: string, data: Buffer): Promise<void> {
+    const final = this.localPath(key);
     const temp = path.join(this.uploads, randomUUID());
     try {
       await this.inUploads(() => writeFile(temp, data, { flag: 'wx' }));
@@ -210,46 +119,103 @@ export class FilesystemStorage implements StorageDriver {
     }
   }
 
-  async deleteObject(key: string): Promise<void> {
-    await rm(this.file(key), { force: true });
+  async writer(key: string): Promise<ObjectWriter> {
+    const final = this.localPath(key);
+    const temp = path.join(this.uploads, randomUUID());
+    let fh: FileHandle;
+    try {
+      fh = await this.inUploads(() => open(temp, 'wx', 0o644));
+    } catch (e) {
+      throw storageError('create temp file', e);
+    }
+    return new FileWriter(fh, temp, final);
   }
 
-  async *listObjects(prefix: string): AsyncIterable<string> {
-    const start = this.file(prefix.replace(/\/+$/, ''));
-    const walk = async function* (dir: string, rel: string): AsyncIterable<string> {
+  async delete(key: string): Promise<void> {
+    await rm(this.localPath(key), { force: true });
+  }
+
+  async *list(prefix: string): AsyncIterable<{ key: string; size: number }> {
+    const walk = async function* (dir: string, rel: string): AsyncIterable<{ key: string; size: number }> {
       let entries;
       try {
         entries = await readdir(dir, { withFileTypes: true });
       } catch (e) {
-        if (isNotFound(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+        if (isNotFound(e) || errnoOf(e) === 'ENOTDIR') return;
         throw storageError('list', e);
       }
       for (const ent of entries) {
-        const childRel = `${rel}/${ent.name}`;
-        if (ent.isDirectory()) yield* walk(path.join(dir, ent.name), childRel);
-        else if (ent.isFile()) yield childRel;
+        const child = path.join(dir, ent.name);
+        if (ent.isDirectory()) yield* walk(child, `${rel}/${ent.name}`);
+        else if (ent.isFile()) {
+          const s = await stat(child).catch(() => null);
+          if (s) yield { key: `${rel}/${ent.name}`, size: s.size };
+        }
       }
     };
-    yield* walk(start, prefix.replace(/\/+$/, ''));
+    yield* walk(this.localPath(prefix), prefix);
   }
 
   async cleanup(): Promise<number> {
-    const names = await readdirOrEmpty(this.uploads);
+    let names: string[];
+    try {
+      names = await readdir(this.uploads);
+    } catch (e) {
+      if (isNotFound(e)) return 0;
+      throw storageError('list', e);
+    }
     await Promise.all(names.map((n) => rm(path.join(this.uploads, n), { force: true, recursive: true })));
     return names.length;
   }
 
-  async close(): Promise<void> {
-    if (this.ephemeral) await rm(this.root, { recursive: true, force: true });
-  }
+  async close(): Promise<void> {}
 }
 
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (e) {
-    if (isNotFound(e)) return [];
-    throw storageError('list', e);
+/** Appends to a temp file with positional writes; commit syncs it and renames it to the object's key. */
+class FileWriter implements ObjectWriter {
+  private written = 0;
+  private done = false;
+
+  constructor(
+    private readonly fh: FileHandle,
+    readonly localPath: string,
+    private readonly final: string,
+  ) {}
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.done) throw new RegistryError('INTERNAL', 'write after commit/abort');
+    let off = 0;
+    try {
+      while (off < chunk.length) {
+        const { bytesWritten } = await this.fh.write(chunk, off, chunk.length - off, this.written + off);
+        off += bytesWritten;
+      }
+    } catch (e) {
+      await this.abort();
+      throw storageError('write', e);
+    }
+    this.written += chunk.length;
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) throw new RegistryError('INTERNAL', 'commit after commit/abort');
+    this.done = true;
+    try {
+      await this.fh.datasync();
+      await this.fh.close();
+      await mkdir(path.dirname(this.final), { recursive: true });
+      await rename(this.localPath, this.final);
+    } catch (e) {
+      this.done = false;
+      await this.abort();
+      throw storageError('commit', e);
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.fh.close().catch(() => {});
+    await unlink(this.localPath).catch(() => {});
   }
 }
-

@@ -66,7 +66,7 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
       for (const d of imageDigests(img.a)) assert.ok(stored.has(d), `recently used image a lost ${d}`);
       for (const d of imageDigests(img.c)) assert.ok(stored.has(d), `newest image c lost ${d}`);
       for (const d of imageDigests(img.b)) assert.ok(!stored.has(d), `least recently used image b kept ${d}`);
-      assert.equal(cache.app.operations.index.totalBytes, sum(stored), 'index size agrees with storage');
+      assert.equal(cache.app.lifecycle.index.totalBytes, sum(stored), 'index size agrees with storage');
       const catalog = (await (await fetch(`${cache.url}/v2/_catalog`)).json()) as { repositories: string[] };
       assert.deepEqual(catalog.repositories.sort(), ['lru/a', 'lru/c']);
 
@@ -83,7 +83,7 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
       assert.ok(sum(after) <= CAP, `cache ${sum(after)} bytes over the cap`);
       for (const d of [...imageDigests(img.b), ...imageDigests(img.c)]) assert.ok(after.has(d), `recent image lost ${d}`);
 
-      const metrics = await cache.app.operations.metrics.prometheus();
+      const metrics = await cache.app.observability.metrics.prometheus();
       const evicted = /regcache_evicted_blobs_total\{reason="lru"\} (\d+)/.exec(metrics);
       assert.ok(evicted && Number(evicted[1]) >= 6, `eviction counted: ${evicted?.[0]}`);
     } finally {
@@ -103,7 +103,7 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
       });
       res.pause();
       await waitFor(() => cache.app.proxy.blobs.isBusy(layer.digest), { what: 'blob being served' });
-      const admin = cache.app.operations.admin!;
+      const admin = cache.app.lifecycle.admin!;
       const first = await admin.prune({ maxSizeBytes: 0 });
       const stored = await storedDigests(cache);
       assert.ok(stored.has(layer.digest), 'blob being served was evicted');
@@ -117,7 +117,7 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
       await waitFor(() => !cache.app.proxy.blobs.isBusy(layer.digest), { what: 'stream closed' });
       await admin.prune({ maxSizeBytes: 0 });
       assert.equal((await storedDigests(cache)).size, 0, 'everything evicted once idle');
-      assert.equal(cache.app.operations.index.totalBytes, 0);
+      assert.equal(cache.app.lifecycle.index.totalBytes, 0);
     } finally {
       await cache.stop();
     }
@@ -130,7 +130,7 @@ describe('cache lifecycle: LRU eviction under a size cap, TTL expiry', () => {
       await copyToDir(`docker://${cache.host}/lru/c:1`, first);
       assert.ok((await storedDigests(cache)).has(img.c.blobs[1]!.digest), 'layer cached by the pull');
       await waitFor(async () => (await storedDigests(cache)).size === 0, { timeoutMs: 10_000, what: 'TTL expiry' });
-      assert.equal(cache.app.operations.index.totalBytes, 0);
+      assert.equal(cache.app.lifecycle.index.totalBytes, 0);
       const tagFile = await cache.app.storage.getObject(`repositories/${cache.config.upstreams[0]!.name}/lru/c/_tags/1`);
       assert.equal(tagFile, null, 'tag removed with its image');
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { JOURNAL_FILE, MetadataIndex } from '../../src/metadata/index.js';
 import { reconcile } from '../../src/metadata/reconcile.js';
-import { FilesystemStorage } from '../../src/storage/filesystem.js';
+import { openStorage } from '../../src/storage/index.js';
 import { buildImage, buildMultiArchImage, pushImage, type BuiltImage } from '../support/images.js';
 import { startRegcache } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
@@ -118,7 +118,7 @@ describe('metadata index rebuilt from storage', () => {
     try {
       await copyToDir(`docker://${cache.host}/meta/multi:1`, join(work, 'p1'), { all: true });
       await copyToDir(`docker://${cache.host}/meta/single:1`, join(work, 'p2'));
-      live = snapshot(cache.app.operations.index);
+      live = snapshot(cache.app.lifecycle.index);
     } finally {
       await cache.stop();
     }
@@ -126,7 +126,7 @@ describe('metadata index rebuilt from storage', () => {
     assert.equal(live.tags.length, 2);
 
     await rm(join(root, '_metadata'), { recursive: true });
-    const storage = await FilesystemStorage.open(root);
+    const storage = await openStorage({ driver: 'filesystem', rootdirectory: root });
     const rebuilt = await MetadataIndex.open({ dir: join(root, '_metadata') });
     try {
       const report = await reconcile(rebuilt, storage);

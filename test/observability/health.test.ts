@@ -33,7 +33,7 @@ describe('storage health check', () => {
   const status = async (url: string): Promise<number> => (await fetch(url)).status;
 
   it('reports healthy, then 503 after threshold consecutive failures, then recovers by itself', async () => {
-    const debug = cache.app.operations.debugUrl!;
+    const debug = cache.app.debugUrl!;
     assert.equal(await status(`${cache.url}/`), 200);
     assert.equal(await status(`${cache.url}/v2/`), 200);
     assert.equal(await status(`${cache.url}/readyz`), 200);

@@ -43,8 +43,8 @@ describe('metrics and access log', () => {
   });
 
   const blobBytes = () => img.blobs.reduce((s, b) => s + b.size, 0);
-  const metrics = (): Promise<Samples> => scrape(`${cache.app.operations.debugUrl}/metrics`);
-  const vars = async () => (await (await fetch(`${cache.app.operations.debugUrl}/debug/vars`)).json()) as {
+  const metrics = (): Promise<Samples> => scrape(`${cache.app.debugUrl}/metrics`);
+  const vars = async () => (await (await fetch(`${cache.app.debugUrl}/debug/vars`)).json()) as {
     registry: { proxy: Record<'blobs' | 'manifests', Record<string, number>> };
     regcache: { cache: { bytes: number; blobs: number } };
   };
@@ -104,7 +104,7 @@ describe('metrics and access log', () => {
       );
       for (const b of bodies) assert.equal(b.byteLength, layer.size);
       assert.equal(proxy.count({ method: 'GET' }), 1);
-      const m = await scrape(`${fresh.app.operations.debugUrl}/metrics`);
+      const m = await scrape(`${fresh.app.debugUrl}/metrics`);
       assert.equal(value(m, 'regcache_coalesced_waits_total', { kind: 'blob' }), 3);
       assert.equal(value(m, 'regcache_cache_requests_total', { kind: 'blob', result: 'coalesced' }), 3);
       assert.equal(value(m, 'regcache_upstream_fetched_bytes_total', { kind: 'blob' }), layer.size);

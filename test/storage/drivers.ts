@@ -1,10 +1,14 @@
-// One harness per storage driver, so the conformance suite runs the same assertions against each.
+// One harness per storage driver, so the conformance suites run the same assertions against each: the object
+// driver itself (through the one checking wrapper every driver gets), and the blob store over it.
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FilesystemStorage } from '../../src/storage/filesystem.js';
-import { openStorage } from '../../src/storage/index.js';
-import { S3Storage, type S3StorageConfig } from '../../src/storage/s3.js';
-import type { StorageDriver } from '../../src/storage/types.js';
+import type { ObjectDriver } from '../../src/seams.js';
+import { BlobStore } from '../../src/storage/blobstore.js';
+import { checkedDriver } from '../../src/storage/checked.js';
+import { FilesystemDriver } from '../../src/storage/filesystem.js';
+import { InMemoryDriver } from '../../src/storage/inmemory.js';
+import { S3Driver, type S3StorageConfig } from '../../src/storage/s3/driver.js';
+import { Spool } from '../../src/storage/spool.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 import { startS3, S3RVER_KEY, S3RVER_SECRET, type RunningS3 } from './s3server.js';
 
@@ -13,10 +17,12 @@ export const TEST_PART_SIZE = 5 * 1024 * 1024;
 
 export interface DriverHarness {
   name: string;
-  driver: StorageDriver;
-  /** A fresh driver over the same storage, as after a restart (a crashed process's writers abandoned). */
-  reopen(): Promise<StorageDriver>;
-  /** Interrupted-write leftovers that are not visible as objects: temp files, incomplete multipart uploads. */
+  /** The driver as the blob store sees it: wrapped once for key checks and metrics. */
+  driver: ObjectDriver;
+  store: BlobStore;
+  /** A fresh blob store over the same storage, as after a restart (a crashed process's writers abandoned). */
+  reopen(): Promise<BlobStore>;
+  /** Interrupted-write leftovers that are not visible as objects: temp files, spool files, incomplete multipart uploads. */
   leftovers(): Promise<number>;
   /** Every stored thing outside the driver's root (must stay empty). */
   outsideRoot(): Promise<string[]>;
@@ -26,70 +32,81 @@ export interface DriverHarness {
 export async function filesystemHarness(): Promise<DriverHarness> {
   const dir = await makeTempDir('conformance-fs-');
   const root = join(dir, 'root');
-  const driver = await FilesystemStorage.open(root);
-  const extra: StorageDriver[] = [];
+  const driver = checkedDriver(await FilesystemDriver.open(root));
   return {
     name: 'filesystem',
     driver,
-    async reopen() {
-      const d = await FilesystemStorage.open(root);
-      extra.push(d);
-      return d;
-    },
+    store: new BlobStore(driver),
+    reopen: async () => new BlobStore(checkedDriver(await FilesystemDriver.open(root))),
     leftovers: async () => (await readdir(join(root, '_uploads'))).length,
     outsideRoot: async () => (await readdir(dir)).filter((n) => n !== 'root'),
-    async stop() {
-      for (const d of [driver, ...extra]) await d.close();
-      await removeDir(dir);
-    },
+    stop: () => removeDir(dir),
   };
 }
 
 export async function inmemoryHarness(): Promise<DriverHarness> {
-  const driver = (await openStorage({ driver: 'inmemory' })) as FilesystemStorage;
+  const spoolDir = await makeTempDir('conformance-inmemory-spool-');
+  const driver = checkedDriver(new InMemoryDriver());
   return {
     name: 'inmemory',
     driver,
-    reopen: () => FilesystemStorage.open(driver.root),
-    leftovers: async () => (await readdir(join(driver.root, '_uploads'))).length,
+    store: new BlobStore(driver, await Spool.open(spoolDir)),
+    // The process's memory survives this "restart"; what the crashed writer left is its spool file.
+    reopen: async () => new BlobStore(driver, await Spool.open(spoolDir)),
+    leftovers: async () => (await readdir(spoolDir)).length,
     outsideRoot: async () => [],
-    stop: () => driver.close(),
+    async stop() {
+      await driver.close();
+      await removeDir(spoolDir);
+    },
+  };
+}
+
+export function s3Config(s3: RunningS3, rootdirectory: string): S3StorageConfig {
+  return {
+    driver: 's3',
+    region: 'us-east-1',
+    bucket: s3.bucket,
+    regionendpoint: s3.endpoint,
+    accesskey: S3RVER_KEY,
+    secretkey: S3RVER_SECRET,
+    rootdirectory,
+    forcepathstyle: true,
+    encrypt: false,
+    chunksize: TEST_PART_SIZE,
   };
 }
 
 export async function s3Harness(s3?: RunningS3): Promise<DriverHarness> {
   const server = s3 ?? (await startS3());
-  const spool = await makeTempDir('conformance-s3-spool-');
-  const cfg: S3StorageConfig = {
-    driver: 's3',
-    region: 'us-east-1',
-    bucket: server.bucket,
-    regionendpoint: server.endpoint,
-    accesskey: S3RVER_KEY,
-    secretkey: S3RVER_SECRET,
-    rootdirectory: '/conformance/root',
-    forcepathstyle: true,
-    encrypt: false,
-    chunksize: TEST_PART_SIZE,
-  };
-  const driver = await S3Storage.open(cfg, { spoolDir: spool, redirect: true });
-  const extra: StorageDriver[] = [];
+  const spoolDir = await makeTempDir('conformance-s3-spool-');
+  const cfg = s3Config(server, '/conformance/root');
+  const raw = await S3Driver.open(cfg, { redirect: true });
+  const driver = checkedDriver(raw);
+  const extra: ObjectDriver[] = [];
   return {
     name: 's3',
     driver,
+    store: new BlobStore(driver, await Spool.open(spoolDir)),
     async reopen() {
       // staleUploadMs 0: every incomplete upload counts as abandoned (the test cannot wait an hour).
-      const d = await S3Storage.open(cfg, { spoolDir: spool, staleUploadMs: 0 });
+      const d = checkedDriver(await S3Driver.open(cfg, { staleUploadMs: 0 }));
       extra.push(d);
-      return d;
+      return new BlobStore(d, await Spool.open(spoolDir));
     },
-    leftovers: async () => (await server.uploads()).length + (await readdir(spool)).length,
+    leftovers: async () => (await server.uploads()).length + (await readdir(spoolDir)).length,
     outsideRoot: async () =>
       [...(await server.objects()).keys(), ...(await server.uploads())].filter((k) => !k.startsWith('conformance/root/')),
     async stop() {
       for (const d of [driver, ...extra]) await d.close();
-      await removeDir(spool);
+      await removeDir(spoolDir);
       if (!s3) await server.stop();
     },
   };
 }
+
+export const HARNESSES: Array<[string, () => Promise<DriverHarness>]> = [
+  ['inmemory', inmemoryHarness],
+  ['filesystem', filesystemHarness],
+  ['s3', () => s3Harness()],
+];

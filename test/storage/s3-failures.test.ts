@@ -5,7 +5,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { RegistryError } from '../../src/errors.js';
-import { S3Storage, type S3StorageConfig } from '../../src/storage/s3.js';
+import { openStorage } from '../../src/storage/index.js';
+import type { S3StorageConfig } from '../../src/storage/s3/driver.js';
 import { freePort } from '../support/ports.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 import { startS3, S3RVER_KEY, S3RVER_SECRET } from './s3server.js';
@@ -31,7 +32,7 @@ describe('s3 driver failures', () => {
   it('S3 gone mid-blob: commit fails with STORAGE_ERROR and the spool file is removed', async () => {
     const s3 = await startS3();
     const spool = await makeTempDir('s3-failures-spool-');
-    const storage = await S3Storage.open(config(s3.endpoint, s3.bucket), { spoolDir: spool });
+    const storage = await openStorage(config(s3.endpoint, s3.bucket), { spoolDir: spool });
     try {
       const data = randomBytes(PART + 1000);
       const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -50,12 +51,12 @@ describe('s3 driver failures', () => {
 
   it('an unreachable endpoint or a missing bucket is a clear error at open', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
-    await assert.rejects(S3Storage.open(config(dead, 'regcache')), (e: unknown) => {
+    await assert.rejects(openStorage(config(dead, 'regcache')), (e: unknown) => {
       return e instanceof RegistryError && e.code === 'STORAGE_ERROR' && e.message.includes('bucket "regcache"');
     });
     const s3 = await startS3();
     try {
-      await assert.rejects(S3Storage.open(config(s3.endpoint, 'no-such-bucket')), /no-such-bucket/);
+      await assert.rejects(openStorage(config(s3.endpoint, 'no-such-bucket')), /no-such-bucket/);
     } finally {
       await s3.stop();
     }

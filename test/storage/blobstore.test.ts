@@ -1,12 +1,12 @@
-// Storage driver conformance: the same assertions against every driver (inmemory, filesystem, s3 on s3rver).
+// Blob store conformance: the same assertions over every driver (inmemory, filesystem, s3 on s3rver).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { RegistryError } from '../../src/errors.js';
-import type { StorageDriver } from '../../src/storage/types.js';
-import { filesystemHarness, inmemoryHarness, s3Harness, TEST_PART_SIZE, type DriverHarness } from './drivers.js';
+import type { BlobStore } from '../../src/storage/blobstore.js';
+import { HARNESSES, TEST_PART_SIZE, type DriverHarness } from './drivers.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -38,7 +38,7 @@ async function writeAll(w: { write(c: Uint8Array): Promise<void> }, data: Buffer
   for (let o = 0; o < data.length; o += chunk) await w.write(data.subarray(o, o + chunk));
 }
 
-async function storeBlob(d: StorageDriver, data: Buffer): Promise<string> {
+async function storeBlob(d: BlobStore, data: Buffer): Promise<string> {
   const digest = sha256(data);
   const w = await d.createBlobWriter(digest);
   await writeAll(w, data);
@@ -46,20 +46,14 @@ async function storeBlob(d: StorageDriver, data: Buffer): Promise<string> {
   return digest;
 }
 
-const harnesses: Array<[string, () => Promise<DriverHarness>]> = [
-  ['inmemory', inmemoryHarness],
-  ['filesystem', filesystemHarness],
-  ['s3', () => s3Harness()],
-];
-
-for (const [name, make] of harnesses) {
-  describe(`storage driver conformance: ${name}`, () => {
+for (const [name, make] of HARNESSES) {
+  describe(`blob store conformance: ${name}`, () => {
     let h: DriverHarness;
-    let d: StorageDriver;
+    let d: BlobStore;
 
     before(async () => {
       h = await make();
-      d = h.driver;
+      d = h.store;
     });
     after(async () => {
       await h?.stop();

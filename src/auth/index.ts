@@ -1,0 +1,20 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import type { AuthProvider } from '../seams.js';
+import { HtpasswdAuthenticator } from './htpasswd.js';
+
+/**
+ * The configured client authentication, or undefined for an open mirror. A new scheme (token, OIDC)
+ * implements AuthProvider and is chosen here from its config key.
+ */
+export async function openAuthProvider(config: Config, logger: Logger): Promise<AuthProvider | undefined> {
+  const ht = config.auth?.htpasswd;
+  if (!ht) return undefined;
+  const htpasswd = await HtpasswdAuthenticator.open({ path: ht.path, realm: ht.realm, logger: logger.child({ component: 'auth' }) });
+  return {
+    async authenticate(req) {
+      await htpasswd.authenticate(req.headers.authorization, req.socket.remoteAddress ?? '');
+    },
+    close: () => htpasswd.close(),
+  };
+}

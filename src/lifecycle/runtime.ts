@@ -1,0 +1,107 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import type { MetadataIndex } from '../metadata/index.js';
+import { metadataDir, openMetadata } from '../metadata/open.js';
+import { reconcile } from '../metadata/reconcile.js';
+import type { PullThroughCache } from '../proxy/index.js';
+import type { ProxyEvents } from '../seams.js';
+import type { BlobStore } from '../storage/blobstore.js';
+import { CacheAdmin } from './admin.js';
+import { handleAdmin, sendJson } from './adminapi.js';
+import type { Reason } from './plan.js';
+import type { LiveCache } from './remove.js';
+import { Serial } from './serial.js';
+import { Sweeper, ttlInterval, ttlResolver } from './sweeper.js';
+
+/** The index updates the cache policy's events cause. */
+type IndexEvents = Pick<ProxyEvents, 'blobFetched' | 'blobServed' | 'manifestFetched' | 'manifestServed' | 'tagValidated'>;
+
+export interface CacheLifecycle {
+  index: MetadataIndex;
+  /** Undefined until start(), and when another process owns this storage's lifecycle. */
+  sweeper?: Sweeper;
+  admin?: CacheAdmin;
+  /** Proxy events that keep the index current. */
+  events: IndexEvents;
+  /** Once the cache policy exists: catch up with storage, then sweep (as leader) and answer the admin API. */
+  start(opts: { proxy: PullThroughCache; isLeader?: () => boolean; onRemoved(reason: Reason, blobs: number, bytes: number): void }): void;
+  /** The admin API route for the debug listener. */
+  adminRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function liveCacheOf(proxy: PullThroughCache): LiveCache {
+  return {
+    isBusy: (d) => proxy.blobs.isBusy(d),
+    forgetManifest: (upstream, repo, digest) => proxy.manifests.forget(upstream, repo, { digest }),
+    forgetTag: (upstream, repo, tag) => proxy.manifests.forget(upstream, repo, { tag }),
+  };
+}
+
+/**
+ * The cache's runtime besides serving it: the metadata index (single writer, behind its lock), reconcile with
+ * storage, the TTL/LRU sweeper and the admin operations. A process that finds the lock held serves only.
+ */
+export async function openLifecycle(config: Config, storage: BlobStore, logger: Logger): Promise<CacheLifecycle> {
+  const log = logger.child({ component: 'lifecycle' });
+  const meta = await openMetadata(metadataDir(config.storage), log);
+  if (!meta.owner) {
+    log.warn({ pid: meta.heldBy }, 'another regcache process manages this storage (metadata lock held): this one serves only, no eviction');
+  }
+  const { index } = meta;
+  const now = Date.now;
+  let closed = false;
+
+  const lc: CacheLifecycle = {
+    index,
+    events: {
+      blobFetched: (u, r, d, size) => index.blobFetched(d, size, u, r, now()),
+      blobServed: (u, r, d) => index.blobAccessed(d, u, r, now()),
+      manifestFetched: (u, r, d, mediaType, bytes) => index.manifestFetched(u, r, d, mediaType, bytes, now()),
+      manifestServed: (u, r, d) => index.manifestAccessed(u, r, d, now()),
+      tagValidated: (u, r, t, d) => index.tagValidated(u, r, t, d, now()),
+    },
+
+    start({ proxy, isLeader, onRemoved }) {
+      const ctx = {
+        index,
+        storage,
+        live: liveCacheOf(proxy),
+        logger: log,
+        ttlOf: ttlResolver(config),
+        maxSizeBytes: config.regcache.cache.maxsizeBytes,
+        lowWatermark: config.regcache.cache.lowwatermark,
+        onRemoved,
+        serial: new Serial(),
+      };
+      if (meta.owner) {
+        lc.admin = new CacheAdmin(ctx);
+        lc.sweeper = new Sweeper({ ...ctx, ttlIntervalMs: ttlInterval(config.upstreams.map((u) => u.ttlMs)), isLeader });
+      }
+      // Storage is the truth: catch up with what a crash lost (or rebuild from scratch), then start sweeping.
+      const rebuilding = index.isEmpty;
+      void reconcile(index, storage, now).then(
+        (r) => {
+          const changed = Object.values(r).some((n) => n > 0);
+          if (changed) log.info({ ...r, rebuild: rebuilding }, rebuilding ? 'metadata index rebuilt from storage' : 'metadata index reconciled with storage');
+          if (!closed) lc.sweeper?.start();
+        },
+        (e: unknown) => log.error({ err: (e as Error).message }, 'metadata scan of storage failed; eviction disabled'),
+      );
+    },
+
+    async adminRoute(req, res, url) {
+      if (lc.admin) return handleAdmin(lc.admin, req, res, url);
+      if (!url.pathname.startsWith('/admin/')) return false;
+      return sendJson(res, 503, { error: 'this process does not manage the cache: another regcache process holds its metadata lock' });
+    },
+
+    async close() {
+      closed = true;
+      await lc.sweeper?.stop();
+      await meta.close();
+    },
+  };
+  return lc;
+}
