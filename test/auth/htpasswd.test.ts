@@ -8,6 +8,8 @@ import { pino } from 'pino';
 import { HtpasswdAuthenticator } from '../../src/auth/htpasswd.js';
 import { FailureThrottle } from '../../src/auth/throttle.js';
 import { ConfigError, RegistryError } from '../../src/errors.js';
+import { rejectsWith } from '../support/errors.js';
+import { waitFor } from '../support/process.js';
 
 const REALM = 'regcache realm';
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
@@ -24,14 +26,6 @@ function writeAtomic(file: string, text: string): void {
   fs.renameSync(tmp, file);
 }
 
-async function until(what: string, fn: () => Promise<boolean>, deadlineMs = 10_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function accepted(auth: HtpasswdAuthenticator, user: string, password: string, from = '10.0.0.1'): Promise<boolean> {
   try {
     return (await auth.authenticate(basic(user, password), from)) === user;
@@ -39,16 +33,6 @@ async function accepted(auth: HtpasswdAuthenticator, user: string, password: str
     if (e instanceof RegistryError && e.code === 'UNAUTHORIZED') return false;
     throw e;
   }
-}
-
-async function rejection(p: Promise<unknown>): Promise<RegistryError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof RegistryError, `expected RegistryError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected a rejection');
 }
 
 const entry = (user: string, password: string, cost = 4, variant = '2y'): string =>
@@ -83,7 +67,7 @@ describe('HtpasswdAuthenticator', () => {
     assert.equal(await auth.authenticate(`bAsIc  ${Buffer.from('carol:c').toString('base64')}`, '10.0.0.1'), 'carol');
 
     for (const header of [undefined, '', basic('alice', 'wrong'), basic('alice', ''), basic('mallory', 's3cret'), 'Bearer abc', 'Basic !!!', `Basic ${Buffer.from('alice').toString('base64')}`]) {
-      const e = await rejection(auth.authenticate(header, '10.0.0.2'));
+      const e = await rejectsWith(auth.authenticate(header, '10.0.0.2'));
       assert.equal(e.code, 'UNAUTHORIZED', String(header));
       assert.equal(e.status, 401);
       assert.equal(e.headers['WWW-Authenticate'], `Basic realm="${REALM}"`);
@@ -135,19 +119,19 @@ describe('HtpasswdAuthenticator', () => {
     assert.equal(await accepted(auth, 'alice', 'old'), true); // now cached
 
     writeAtomic(file, `${entry('alice', 'new')}\n${entry('bob', 'b')}\n`);
-    await until('the new password', () => accepted(auth, 'alice', 'new'));
+    await waitFor(() => accepted(auth, 'alice', 'new'), { what: 'the new password', intervalMs: 20 });
     assert.equal(await accepted(auth, 'alice', 'old'), false, 'the cached old password is forgotten');
     assert.equal(await accepted(auth, 'bob', 'b'), true);
 
     writeAtomic(file, `${entry('alice', 'newer')}\nbob:plaintext\n`);
-    await until('the reload error to be logged', async () => text().includes('htpasswd reload failed'));
+    await waitFor(async () => text().includes('htpasswd reload failed'), { what: 'the reload error to be logged', intervalMs: 20 });
     assert.match(text(), /user \\"bob\\"/);
     assert.equal(await accepted(auth, 'alice', 'new'), true, 'previous users stay');
     assert.equal(await accepted(auth, 'alice', 'newer'), false);
 
     fs.rmSync(file);
     writeAtomic(file, `${entry('carol', 'c')}\n`);
-    await until('carol', () => accepted(auth, 'carol', 'c'));
+    await waitFor(() => accepted(auth, 'carol', 'c'), { what: 'carol', intervalMs: 20 });
     assert.equal(await accepted(auth, 'alice', 'new'), false, 'removed users are refused');
   });
 
@@ -157,7 +141,7 @@ describe('HtpasswdAuthenticator', () => {
     const auth = await open(file, { watch: { debounceMs: 3_600_000, pollMs: 3_600_000 }, throttle: { burst: 10_000 } });
     assert.equal(await accepted(auth, 'alice', 'old'), true);
     writeAtomic(file, `${entry('alice', 'new')}\n`);
-    await until('the lazily re-read password', () => accepted(auth, 'alice', 'new'), 5_000);
+    await waitFor(() => accepted(auth, 'alice', 'new'), { what: 'the lazily re-read password', timeoutMs: 5_000, intervalMs: 20 });
   });
 
   test('repeated failures from one address are throttled without bcrypt; other addresses are not', async () => {
@@ -165,10 +149,10 @@ describe('HtpasswdAuthenticator', () => {
     fs.writeFileSync(file, `${entry('alice', 'pw', 10)}\n`);
     // perSecond so low that nothing refills during the test (refill timing: FailureThrottle test below)
     const auth = await open(file, { throttle: { burst: 3, perSecond: 0.01 } });
-    for (let i = 0; i < 3; i++) assert.equal((await rejection(auth.authenticate(basic('alice', `guess${i}`), '192.0.2.66'))).code, 'UNAUTHORIZED');
+    for (let i = 0; i < 3; i++) assert.equal((await rejectsWith(auth.authenticate(basic('alice', `guess${i}`), '192.0.2.66'))).code, 'UNAUTHORIZED');
 
     const t = performance.now();
-    const e = await rejection(auth.authenticate(basic('alice', 'pw'), '192.0.2.66'));
+    const e = await rejectsWith(auth.authenticate(basic('alice', 'pw'), '192.0.2.66'));
     const throttledMs = performance.now() - t;
     assert.equal(e.code, 'TOOMANYREQUESTS');
     assert.equal(e.status, 429);

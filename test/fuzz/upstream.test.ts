@@ -2,20 +2,20 @@
 // hygiene: upstream passwords and client Authorization headers never show up in logs, bodies or /debug/vars.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MAX_MANIFEST_BYTES, OCI_MANIFEST } from '../../src/oci/mediatypes.js';
+import { sha256 } from '../support/digest.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultproxy.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { freePort } from '../support/ports.js';
 import { probeHttp } from '../support/process.js';
 import { startRegcache, type RunningRegcache } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
+import { startStandIn, type StandIn } from '../support/standin.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 import { startTokenServer, type TokenServer } from '../support/tokenserver.js';
-import { assertHonest, assertStoreConsistent, ociErrorCode, request, sha256, waitUploadsEmpty, type Outcome } from '../reliability/support.js';
+import { assertHonest, assertStoreConsistent, ociErrorCode, request, waitUploadsEmpty, type Outcome } from '../reliability/support.js';
 
 const USER = 'mirror-bot';
 const PASSWORD = `upstream-pw-${randomBytes(8).toString('hex')}`;
@@ -29,32 +29,6 @@ const SECRETS = [
   CLIENT_TOKEN,
 ];
 const CLIENT_AUTH = [`Basic ${Buffer.from(`alice:${CLIENT_PASSWORD}`).toString('base64')}`, `Bearer ${CLIENT_TOKEN}`];
-
-interface StandIn {
-  url: string;
-  host: string;
-  requests: Array<{ method: string; path: string; authorization?: string }>;
-  close(): Promise<void>;
-}
-
-async function standIn(handler: (req: IncomingMessage, res: ServerResponse) => void, host = '127.0.0.1'): Promise<StandIn> {
-  const requests: StandIn['requests'] = [];
-  const server: Server = createServer((req, res) => {
-    requests.push({ method: req.method!, path: req.url!, authorization: req.headers.authorization });
-    handler(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://${host}:${port}`,
-    host: `${host}:${port}`,
-    requests,
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 /** A syntactically valid OCI manifest of exactly `size` bytes (padded with an annotation). */
 function manifestOfSize(size: number, layers: unknown[] = []): Buffer {
@@ -114,7 +88,7 @@ describe('hostile upstreams and credential hygiene', () => {
     let c: RunningRegcache;
 
     before(async () => {
-      evil = await standIn((req, res) => {
+      evil = await startStandIn((req, res) => {
         const url = req.url!;
         const manifest = (bytes: Buffer, chunked = false) => {
           res.writeHead(200, { 'content-type': OCI_MANIFEST, ...(chunked ? {} : { 'content-length': String(bytes.length) }) });
@@ -208,7 +182,7 @@ describe('hostile upstreams and credential hygiene', () => {
     before(async () => {
       // the realm: a token server on 127.0.0.2 that records whether credentials came with the token request
       capture = await startTokenServer({ host: '127.0.0.2', credentials: { username: USER, password: PASSWORD } });
-      hostile = await standIn((req, res) => {
+      hostile = await startStandIn((req, res) => {
         res.writeHead(401, {
           'content-type': 'application/json',
           'www-authenticate': `Bearer realm="${capture.realm}",service="${capture.service}",scope="repository:team/app:pull"`,

@@ -1,15 +1,12 @@
 // Shared helpers for the reliability and fuzz suites: honest-outcome checks, cache-consistency checks,
 // a switchable TCP forwarder (an upstream that can go down and come back on the same port) and raw HTTP.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { join, relative } from 'node:path';
+import { fileDigest, sha256 } from '../support/digest.js';
 import { waitFor } from '../support/process.js';
-
-export const sha256 = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Short upstream timeouts for fault scenarios (regcache config, deep-merged). */
 export const SHORT_TIMEOUTS = { regcache: { timeouts: { connect: '1s', headers: '2s', idle: '2s' } } };
@@ -119,12 +116,6 @@ export async function listFiles(dir: string): Promise<string[]> {
 /** Files that are cache content (blobs and repository objects), not temp files or the metadata index. */
 export async function cachedFiles(root: string): Promise<string[]> {
   return (await listFiles(root)).filter((f) => f.startsWith('blobs/') || f.startsWith('repositories/'));
-}
-
-async function fileDigest(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
-  return `sha256:${h.digest('hex')}`;
 }
 
 /**

@@ -1,10 +1,10 @@
 // Several in-process replicas over one S3 bucket (s3rver) and one Redis: one upstream fetch per blob between
 // them, and when Redis goes away they keep serving (from storage, and with local coalescing).
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
+import { sha256, streamDigest } from '../support/digest.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultproxy.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
@@ -15,9 +15,7 @@ import { startRedis, type RunningRedis } from './support/redis.js';
 
 async function getBlob(base: string, repo: string, digest: string): Promise<{ status: number; digest: string }> {
   const res = await request(`${base}/v2/${repo}/blobs/${digest}`);
-  const h = createHash('sha256');
-  for await (const c of res.body) h.update(c);
-  return { status: res.statusCode, digest: `sha256:${h.digest('hex')}` };
+  return { status: res.statusCode, digest: (await streamDigest(res.body)).digest };
 }
 
 describe('replicas sharing s3 + redis (in-process)', () => {
@@ -77,7 +75,7 @@ describe('replicas sharing s3 + redis (in-process)', () => {
     for (const b of blobs) {
       const bytes = stored.get(`replicas/blobs/sha256/${b.digest.slice(7, 9)}/${b.digest.slice(7)}`);
       assert.ok(bytes, `${b.digest} stored`);
-      assert.equal(`sha256:${createHash('sha256').update(bytes).digest('hex')}`, b.digest);
+      assert.equal(sha256(bytes), b.digest);
     }
     assert.deepEqual(await s3.uploads(), [], 'no multipart upload left behind');
     const coalescedAcrossReplicas = replicas

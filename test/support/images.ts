@@ -5,6 +5,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import { sha256 } from './digest.js';
 import { makeTempDir, removeDir } from './tmp.js';
 import { skopeo } from './skopeo.js';
 
@@ -56,8 +57,6 @@ export interface BuiltImage {
 const DEFAULT_PLATFORM: Platform = { os: 'linux', architecture: 'amd64' };
 const EPOCH = '1970-01-01T00:00:00Z';
 const CHUNK = 1 << 20;
-
-const sha256 = (data: Buffer | string) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
 /** A single-platform OCI image; each layer is a gzip'd tar holding one file of `size` seeded pseudo-random bytes. */
 export async function buildImage(opts: {

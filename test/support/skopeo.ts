@@ -1,10 +1,10 @@
 // Runs skopeo against plain-HTTP loopback registries, isolated from the user's and the system's container config.
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { fileDigest } from './digest.js';
 
 let isolated: { env: NodeJS.ProcessEnv; policy: string } | undefined;
 
@@ -104,10 +104,6 @@ export async function dirDigests(dir: string): Promise<Map<string, string>> {
     .map((e) => join(e.parentPath ?? e.path, e.name))
     .sort();
   const digests = new Map<string, string>();
-  for (const file of files) {
-    const hash = createHash('sha256');
-    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-    digests.set(relative(dir, file), `sha256:${hash.digest('hex')}`);
-  }
+  for (const file of files) digests.set(relative(dir, file), await fileDigest(file));
   return digests;
 }

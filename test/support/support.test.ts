@@ -1,21 +1,20 @@
 // Self-test of the shared integration-test support code: real docker-registry, real skopeo, fault proxy.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createGunzip } from 'node:zlib';
+import { fileDigest, sha256 } from './digest.js';
 import { startFaultProxy, type FaultProxy } from './faultproxy.js';
 import { buildImage, buildMultiArchImage, MEDIA_TYPES, pushImage, type BuiltImage } from './images.js';
 import { freePort } from './ports.js';
 import { waitFor } from './process.js';
 import { startRegistry, type RunningRegistry } from './registry.js';
 import { copyToDir, dirDigests, inspectRaw } from './skopeo.js';
+import { startStandIn } from './standin.js';
 import { makeTempDir, removeDir } from './tmp.js';
-
-const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 interface Got {
   status: number;
@@ -42,12 +41,6 @@ function get(url: string, opts: { method?: string; headers?: http.OutgoingHttpHe
     req.on('error', reject);
     req.end(opts.body);
   });
-}
-
-async function fileDigest(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
-  return `sha256:${h.digest('hex')}`;
 }
 
 const blobFile = (img: BuiltImage, digest: string) => join(img.layoutDir, 'blobs', 'sha256', digest.slice(7));
@@ -363,7 +356,7 @@ describe('test support', () => {
     });
 
     test('forwards method, query, body and Authorization, rewrites Host, passes redirects through', async () => {
-      const echo = http.createServer((req, res) => {
+      const echo = await startStandIn((req, res) => {
         if (req.url === '/redirect') {
           res.writeHead(307, { location: 'http://127.0.0.1:1/elsewhere' }).end();
           return;
@@ -375,8 +368,7 @@ describe('test support', () => {
           res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() }));
         });
       });
-      await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
-      const target = `127.0.0.1:${(echo.address() as { port: number }).port}`;
+      const target = echo.host;
       const front = await startFaultProxy(`http://${target}`);
       try {
         const res = await get(`${front.url}/v2/x/blobs/uploads/?mount=a&from=b`, {
@@ -399,7 +391,7 @@ describe('test support', () => {
         assert.equal(front.count({ path: /^\/redirect$/ }), 1);
       } finally {
         await front.stop();
-        await new Promise((resolve) => echo.close(resolve));
+        await echo.close();
       }
     });
 

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -19,29 +19,10 @@ import * as x509 from '@peculiar/x509';
 import acme from 'acme-client';
 import { AcmeManager, type AcmeChallenge } from '../../src/tls/acme.js';
 import { createAlpnCertificate } from '../../src/tls/alpncert.js';
+import { freePort } from '../support/ports.js';
+import { startProcess, waitFor, type ManagedProcess } from '../support/process.js';
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, deadlineMs = 10_000): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function get(url: string, ca: string | Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -87,21 +68,9 @@ async function selfSigned(host: string, notBefore: Date, notAfter: Date): Promis
   return { cert: cert.toString('pem'), key };
 }
 
-function startProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): { proc: ChildProcess; output: () => string } {
-  let out = '';
-  const proc = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout!.on('data', (c) => (out = (out + c).slice(-20_000)));
-  proc.stderr!.on('data', (c) => (out = (out + c).slice(-20_000)));
-  return { proc, output: () => out };
-}
-
-async function stopProcess(proc: ChildProcess | undefined): Promise<void> {
-  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
+/** The last 20 000 bytes each of pebble's and challtestsrv's output, for failure messages. */
+async function outputOf(procs: ManagedProcess[]): Promise<string> {
+  return (await Promise.all(procs.map((p) => p.logTail(20_000)))).join('\n');
 }
 
 describe('AcmeManager with pebble', () => {
@@ -115,7 +84,7 @@ describe('AcmeManager with pebble', () => {
   let httpServer: http.Server;
   let httpChallengeRequests = 0;
   let currentManager: AcmeManager | undefined;
-  const procs: Array<{ proc: ChildProcess; output: () => string }> = [];
+  const procs: ManagedProcess[] = [];
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regcache-acme-'));
@@ -156,37 +125,44 @@ describe('AcmeManager with pebble', () => {
       }),
     );
     procs.push(
-      startProcess('pebble-challtestsrv', [
-        '-dns01', `127.0.0.1:${dnsPort}`, '-management', `127.0.0.1:${challtestMgmt}`,
-        '-http01', '', '-https01', '', '-tlsalpn01', '', '-defaultIPv4', '127.0.0.1', '-defaultIPv6', '',
-      ]),
+      await startProcess(
+        'pebble-challtestsrv',
+        [
+          '-dns01', `127.0.0.1:${dnsPort}`, '-management', `127.0.0.1:${challtestMgmt}`,
+          '-http01', '', '-https01', '', '-tlsalpn01', '', '-defaultIPv4', '127.0.0.1', '-defaultIPv6', '',
+        ],
+        { logFile: path.join(dir, 'challtestsrv.log') },
+      ),
     );
     procs.push(
-      startProcess('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${dnsPort}`], {
-        PEBBLE_VA_NOSLEEP: '1',
-        PEBBLE_WFE_NONCEREJECT: '0',
-        PEBBLE_AUTHZREUSE: '0',
+      await startProcess('pebble', ['-config', config, '-dnsserver', `127.0.0.1:${dnsPort}`], {
+        logFile: path.join(dir, 'pebble.log'),
+        env: { ...process.env, PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
       }),
     );
     directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
     try {
-      await until('pebble', async () => ((await get(directoryUrl, pebbleCa)).status === 200 ? true : undefined));
-      await until('challtestsrv', async () => {
-        const res = await fetch(`http://127.0.0.1:${challtestMgmt}/add-a`, {
-          method: 'POST',
-          body: JSON.stringify({ host: 'regcache.test.', addresses: ['127.0.0.1'] }),
-        });
-        return res.ok ? true : undefined;
+      await waitFor(() => get(directoryUrl, pebbleCa).then((res) => res.status === 200, () => false), {
+        what: 'pebble',
+        intervalMs: 50,
       });
+      await waitFor(
+        () =>
+          fetch(`http://127.0.0.1:${challtestMgmt}/add-a`, {
+            method: 'POST',
+            body: JSON.stringify({ host: 'regcache.test.', addresses: ['127.0.0.1'] }),
+          }).then((res) => res.ok, () => false),
+        { what: 'challtestsrv', intervalMs: 50 },
+      );
       pebbleRoot = (await get(`https://127.0.0.1:${mgmtPort}/roots/0`, pebbleCa)).body;
       assert.match(pebbleRoot, /BEGIN CERTIFICATE/);
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n${procs.map((p) => p.output()).join('\n')}`);
+      throw new Error(`${(e as Error).message}\n${await outputOf(procs)}`);
     }
   });
 
   after(async () => {
-    for (const p of procs) await stopProcess(p.proc);
+    for (const p of procs) await p.stop();
     await new Promise((r) => httpServer?.close(r));
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -216,7 +192,7 @@ describe('AcmeManager with pebble', () => {
     try {
       await fn(manager);
     } catch (e) {
-      throw new Error(`${(e as Error).stack}\n--- pebble/challtestsrv output ---\n${procs.map((p) => p.output()).join('\n')}`);
+      throw new Error(`${(e as Error).stack}\n--- pebble/challtestsrv output ---\n${await outputOf(procs)}`);
     } finally {
       manager.close();
       currentManager = undefined;
@@ -270,8 +246,9 @@ describe('AcmeManager with pebble', () => {
       assert.equal(first.cert.fingerprint256, oldFingerprint, 'the cached certificate is served while renewing');
       const cert = await renewed;
       assert.match(cert.issuer, /Pebble Intermediate CA/);
-      await until('the renewed certificate to be served', async () =>
-        (await assertServesPebbleCert(host)).fingerprint256 === cert.fingerprint256 ? true : undefined,
+      await waitFor(
+        () => assertServesPebbleCert(host).then((served) => served.fingerprint256 === cert.fingerprint256, () => false),
+        { what: 'the renewed certificate to be served', intervalMs: 50 },
       );
       assert.equal(new crypto.X509Certificate(fs.readFileSync(path.join(cachedir, 'acme-cert.pem'))).fingerprint256, cert.fingerprint256, 'stored');
     });

@@ -11,6 +11,7 @@ import tls from 'node:tls';
 import { pino } from 'pino';
 import { CertificateFiles } from '../../src/tls/certfiles.js';
 import { ConfigError } from '../../src/errors.js';
+import { waitFor } from '../support/process.js';
 
 const HOST = 'regcache.test';
 
@@ -71,16 +72,6 @@ function servedFingerprint(port: number, servername: string | false, extra: tls.
     );
     s.on('error', reject);
   });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, deadlineMs = 10_000): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function logCapture(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
@@ -152,9 +143,10 @@ describe('CertificateFiles', () => {
 
       replaceFile(path.join(dir, 'b.pem'), cert);
       replaceFile(path.join(dir, 'b.key'), key);
-      await until('a new SNI connection to get certificate B', async () =>
-        (await servedFingerprint(port, HOST)) === fpB ? true : undefined,
-      );
+      await waitFor(async () => (await servedFingerprint(port, HOST)) === fpB, {
+        what: 'a new SNI connection to get certificate B',
+        intervalMs: 20,
+      });
       assert.equal(await servedFingerprint(port, false), fpB, 'a client without SNI gets B too (attach)');
       assert.ok(lines.some((l) => l.msg === 'TLS certificate reloaded' && l.fingerprint256 === fpB));
 
@@ -196,9 +188,10 @@ describe('CertificateFiles', () => {
 
       replaceFile(path.join(dir, 'b.key'), key);
       const fpB = fingerprintOf(path.join(dir, 'b.pem'));
-      await until('certificate B after its key arrived', async () =>
-        (await servedFingerprint(port, HOST)) === fpB ? true : undefined,
-      );
+      await waitFor(async () => (await servedFingerprint(port, HOST)) === fpB, {
+        what: 'certificate B after its key arrived',
+        intervalMs: 20,
+      });
     } finally {
       files.close();
       await close(server);

@@ -1,68 +1,29 @@
 // The upstream client under faults: a fault proxy in front of a real registry, and small node:http stand-ins
 // for what distribution does not do (CDN redirects, rate-limit headers, HTML pages, pagination, TLS, stalls).
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
-import type { UpstreamConfig } from '../../src/config/types.js';
-import { RegistryError } from '../../src/errors.js';
+import type { RegistryError } from '../../src/errors.js';
 import { MAX_MANIFEST_BYTES, OCI_MANIFEST } from '../../src/oci/mediatypes.js';
-import { createUpstream } from '../../src/upstream/index.js';
-import type { Upstream } from '../../src/upstream/types.js';
+import { sha256 } from '../support/digest.js';
+import { rejectsWith as rejectsWithCode } from '../support/errors.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultproxy.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
+import { startStandIn, type StandIn } from '../support/standin.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 import { generateCertChain, type CertChain } from '../support/tokenserver.js';
+import { upstreamClients } from '../support/upstream.js';
 
 const PASSWORD = 'never-forward-me-42';
 
-function config(remoteurl: string, o: Partial<UpstreamConfig> = {}): UpstreamConfig {
-  return {
-    name: 'faulty',
-    remoteurl,
-    ttlMs: null,
-    freshnessMs: 0,
-    timeouts: { connectMs: 2000, headersMs: 5000, idleMs: 5000 },
-    insecureSkipVerify: false,
-    connections: 4,
-    dockerHub: false,
-    prefixes: [],
-    hosts: [],
-    allow: [],
-    deny: [],
-    authhosts: [],
-    ...o,
-  };
-}
+const { logLines, client, closeAll } = upstreamClients('faulty');
 
-const logLines: string[] = [];
-const clients: Upstream[] = [];
-function client(remoteurl: string, o: Partial<UpstreamConfig> = {}): Upstream {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logLines.push(chunk.toString());
-      cb();
-    },
-  });
-  const u = createUpstream(config(remoteurl, o), { logger: pino({ level: 'trace' }, sink) });
-  clients.push(u);
-  return u;
-}
-
+/** rejectsWith (support), and the password never shows up in the error message. */
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<RegistryError> {
-  const err = await p.then(
-    () => assert.fail(`expected ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof RegistryError, `expected RegistryError, got ${String(err)}`);
-  assert.equal(err.code, code, err.message);
+  const err = await rejectsWithCode(p, code);
   assert.ok(!err.message.includes(PASSWORD), 'password in error message');
   return err;
 }
@@ -78,35 +39,15 @@ async function drain(body: AsyncIterable<unknown>): Promise<{ bytes: Buffer; err
   }
 }
 
-interface StandIn {
-  url: string;
-  requests: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }>;
-  connections: number;
-  close(): Promise<void>;
-}
 const standIns: StandIn[] = [];
 async function standIn(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   tls?: { key: string; cert: string },
 ): Promise<StandIn> {
-  const s: StandIn = { url: '', requests: [], connections: 0, close: async () => {} };
-  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
-    s.requests.push({ method: req.method!, path: req.url!, headers: req.headers });
-    handler(req, res);
-  };
-  const server: Server = tls ? createHttpsServer(tls, onRequest) : createHttpServer(onRequest);
-  server.on(tls ? 'secureConnection' : 'connection', () => s.connections++);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  s.url = `${tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  s.close = async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  };
+  const s = await startStandIn(handler, { tls });
   standIns.push(s);
   return s;
 }
-
-const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 let work: string;
 let image: BuiltImage;
@@ -128,7 +69,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
+  await closeAll();
   await Promise.all(standIns.map((s) => s.close()));
   await proxy?.stop();
   await reg?.stop();

@@ -1,75 +1,27 @@
 // The upstream client against real distribution registries: anonymous, htpasswd (Basic) and token auth.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
-import type { UpstreamConfig } from '../../src/config/types.js';
-import { RegistryError } from '../../src/errors.js';
-import { createUpstream } from '../../src/upstream/index.js';
-import type { Upstream } from '../../src/upstream/types.js';
+import type { RegistryError } from '../../src/errors.js';
+import { streamDigest } from '../support/digest.js';
+import { rejectsWith as rejectsWithCode } from '../support/errors.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 import { startTokenServer, type TokenServer } from '../support/tokenserver.js';
+import { upstreamClients } from '../support/upstream.js';
 
 const USER = 'puller';
 const PASSWORD = 'S3cret-upstream-pw!';
 const SECRETS = [PASSWORD, Buffer.from(`${USER}:${PASSWORD}`).toString('base64')];
 
-function config(remoteurl: string, o: Partial<UpstreamConfig> = {}): UpstreamConfig {
-  return {
-    name: 'test-upstream',
-    remoteurl,
-    ttlMs: null,
-    freshnessMs: 0,
-    timeouts: { connectMs: 2000, headersMs: 5000, idleMs: 5000 },
-    insecureSkipVerify: false,
-    connections: 4,
-    dockerHub: false,
-    prefixes: [],
-    hosts: [],
-    allow: [],
-    deny: [],
-    authhosts: [],
-    ...o,
-  };
-}
-
 /** Every log line of every client made in this file, to check that no secret was ever logged. */
-const logLines: string[] = [];
-const clients: Upstream[] = [];
-function client(remoteurl: string, o: Partial<UpstreamConfig> = {}): Upstream {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      logLines.push(chunk.toString());
-      cb();
-    },
-  });
-  const u = createUpstream(config(remoteurl, o), { logger: pino({ level: 'trace' }, sink) });
-  clients.push(u);
-  return u;
-}
+const { logLines, client, closeAll } = upstreamClients('test-upstream');
 
-async function sha256OfStream(body: AsyncIterable<unknown>): Promise<{ digest: string; size: number }> {
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const c of body) {
-    h.update(c as Buffer);
-    size += (c as Buffer).length;
-  }
-  return { digest: `sha256:${h.digest('hex')}`, size };
-}
-
+/** rejectsWith (support), and no secret shows up in the error's message or detail. */
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<RegistryError> {
-  const err = await p.then(
-    () => assert.fail(`expected ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof RegistryError, `expected RegistryError, got ${String(err)}`);
-  assert.equal(err.code, code, err.message);
+  const err = await rejectsWithCode(p, code);
   for (const s of SECRETS) assert.ok(!err.message.includes(s) && !JSON.stringify(err.detail ?? '').includes(s), 'secret in error');
   return err;
 }
@@ -93,7 +45,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
+  await closeAll();
   await anon?.stop();
   await removeDir(work);
 });
@@ -117,7 +69,7 @@ describe('anonymous upstream', () => {
       assert.deepEqual(await u.headBlob('test/app', blob.digest), { size: blob.size });
       const res = await u.getBlob('test/app', blob.digest);
       assert.equal(res.size, blob.size);
-      assert.deepEqual(await sha256OfStream(res.body), { digest: blob.digest, size: blob.size });
+      assert.deepEqual(await streamDigest(res.body), { digest: blob.digest, size: blob.size });
     }
   });
 
@@ -212,7 +164,7 @@ describe('token (Bearer) upstream', () => {
     await u.headManifest('test/app', 'v2');
     for (const blob of image.blobs) {
       const res = await u.getBlob('test/app', blob.digest);
-      assert.equal((await sha256OfStream(res.body)).digest, blob.digest);
+      assert.equal((await streamDigest(res.body)).digest, blob.digest);
     }
     assert.deepEqual((await u.listTags('test/app')).sort(), ['v1', 'v2']);
     assert.equal(issued(tokens, 'repository:test/app:pull'), 1);
