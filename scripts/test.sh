@@ -21,6 +21,8 @@ fi
 
 npm ci --no-audit --no-fund
 npx tsc -p tsconfig.json --noEmit
+# The layer rules (folders import only downward, no cycles, storage/upstream never see HTTP-server code).
+npx depcruise src --config .dependency-cruiser.cjs
 
 mapfile -t files < <(find test -name '*.test.ts' | sort)
 exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "$@" "${files[@]}"

@@ -1,16 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { ResponseInfo } from '../observability/metrics.js';
 
-/** What is known of a response when it closes. */
-export interface ResponseRecord {
-  method: string;
-  route: string;
-  status: number;
-  ms: number;
-  cache?: string;
-  bytes: number;
-  upstream?: string;
-}
 
 /** Per-request facts the dispatcher fills in while it handles the request. */
 export interface RequestFacts {
@@ -26,7 +17,7 @@ export interface AccessLogOptions {
   logger: Logger;
   enabled: boolean;
   /** Called once per response (metrics). */
-  onResponse?: (info: ResponseRecord) => void;
+  onResponse?: (info: ResponseInfo) => void;
   /** The client address for the log (honours X-Forwarded-For per regcache.trustproxy); default: the peer. */
   clientAddress?: (req: IncomingMessage) => string | undefined;
 }
