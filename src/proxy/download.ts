@@ -137,10 +137,13 @@ export class Download extends EventEmitter {
 
 /**
  * One client's view of a Download: bytes [pos, last] of the temp file, delivered as they become available.
- * Invariants: it never delivers a byte beyond `dl.available` (so the final byte waits for verification); it
- * waits for the Download's 'change' event only when it has nothing to deliver, and listens at most once; a
- * failed download destroys it with the download's error, so the client sees an aborted body, never a short
- * success.
+ * Invariants:
+ * - until the blob is verified and committed, the final byte of this reader's range is held back (and the
+ *   Download holds back the blob's final byte), so no client — ranged or not — receives all the bytes its
+ *   response announced before they were verified; on failure it is destroyed with the download's error and
+ *   the client sees an aborted body, never a complete one;
+ * - it ends only after the commit;
+ * - it waits for the Download's 'change' event only when it has nothing to deliver, and listens at most once.
  */
 class DownloadReader extends Readable {
   private waiting = false;
@@ -172,7 +175,7 @@ class DownloadReader extends Readable {
       this.destroy(dl.error);
       return;
     }
-    const limit = Math.min(dl.available, this.last + 1);
+    const limit = Math.min(dl.available, dl.isCommitted ? this.last + 1 : this.last);
     if (this.pos < limit) {
       const len = Math.min(limit - this.pos, READ_CHUNK);
       const buf = Buffer.allocUnsafe(len);
@@ -186,7 +189,7 @@ class DownloadReader extends Readable {
       }
       return;
     }
-    if (dl.isCommitted || this.pos > this.last) {
+    if (dl.isCommitted) {
       this.push(null);
       return;
     }
