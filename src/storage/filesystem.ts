@@ -1,13 +1,19 @@
 import { closeSync, fstat, open as openCb } from 'node:fs';
 import { promisify } from 'node:util';
 import { mkdir, open, readFile, readdir, rename, rm, unlink, writeFile, stat, type FileHandle } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import type { ByteRange, ObjectDriver, ObjectWriter } from '../seams.js';
 import { FileRangeStream } from './filerange.js';
+import { isLeftover, ownedName } from './owner.js';
 
 const UPLOADS = '_uploads';
+/**
+ * A temp file of a writer in another container or on another host that was not written to for this long is
+ * a leftover. Live downloads write continuously, and a stalled one is cut off by the upstream idle timeout
+ * long before this.
+ */
+export const STALE_UPLOAD_MS = 10 * 60 * 1000;
 const openFd = promisify(openCb);
 const fstatFd = promisify(fstat);
 
@@ -24,12 +30,15 @@ function storageError(op: string, e: unknown): RegistryError {
 }
 
 /**
- * Local-filesystem objects under one root directory. Every write goes to `<root>/_uploads/<uuid>` first and is
- * renamed into place, so a crash (kill -9) never leaves a partial object under its final name; that temp file
- * is the writer's `localPath`, which concurrent readers follow while it grows.
+ * Local-filesystem objects under one root directory. Every write goes to `<root>/_uploads/<owner>-<uuid>` first
+ * and is renamed into place, so a crash (kill -9) never leaves a partial object under its final name; that temp
+ * file is the writer's `localPath`, which concurrent readers follow while it grows. Several processes may share
+ * the root (a second server, `regcache cache` commands): cleanup removes only temp files whose writer is gone.
  */
 export class FilesystemDriver implements ObjectDriver {
   private readonly uploads: string;
+  /** Temp files of this process's writers. */
+  private readonly active = new Set<string>();
 
   constructor(
     readonly root: string,
@@ -108,7 +117,9 @@ export class FilesystemDriver implements ObjectDriver {
 
   async put(key: string, data: Buffer): Promise<void> {
     const final = this.localPath(key);
-    const temp = path.join(this.uploads, randomUUID());
+    const name = ownedName();
+    const temp = path.join(this.uploads, name);
+    this.active.add(name);
     try {
       await this.inUploads(() => writeFile(temp, data, { flag: 'wx' }));
       await mkdir(path.dirname(final), { recursive: true });
@@ -116,19 +127,23 @@ export class FilesystemDriver implements ObjectDriver {
     } catch (e) {
       await unlink(temp).catch(() => {});
       throw storageError('write', e);
+    } finally {
+      this.active.delete(name);
     }
   }
 
   async writer(key: string): Promise<ObjectWriter> {
     const final = this.localPath(key);
-    const temp = path.join(this.uploads, randomUUID());
+    const name = ownedName();
+    const temp = path.join(this.uploads, name);
     let fh: FileHandle;
     try {
       fh = await this.inUploads(() => open(temp, 'wx', 0o644));
     } catch (e) {
       throw storageError('create temp file', e);
     }
-    return new FileWriter(fh, temp, final);
+    this.active.add(name);
+    return new FileWriter(fh, temp, final, () => this.active.delete(name));
   }
 
   async delete(key: string): Promise<void> {
@@ -164,8 +179,15 @@ export class FilesystemDriver implements ObjectDriver {
       if (isNotFound(e)) return 0;
       throw storageError('list', e);
     }
-    await Promise.all(names.map((n) => rm(path.join(this.uploads, n), { force: true, recursive: true })));
-    return names.length;
+    let removed = 0;
+    for (const name of names) {
+      const file = path.join(this.uploads, name);
+      const mtime = (await stat(file).catch(() => undefined))?.mtimeMs ?? 0;
+      if (!isLeftover(name, mtime, { active: this.active, staleMs: STALE_UPLOAD_MS })) continue;
+      await rm(file, { force: true, recursive: true });
+      removed++;
+    }
+    return removed;
   }
 
   async close(): Promise<void> {}
@@ -180,6 +202,7 @@ class FileWriter implements ObjectWriter {
     private readonly fh: FileHandle,
     readonly localPath: string,
     private readonly final: string,
+    private readonly onEnd: () => void,
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -205,6 +228,7 @@ class FileWriter implements ObjectWriter {
       await this.fh.close();
       await mkdir(path.dirname(this.final), { recursive: true });
       await rename(this.localPath, this.final);
+      this.onEnd();
     } catch (e) {
       this.done = false;
       await this.abort();
@@ -217,5 +241,6 @@ class FileWriter implements ObjectWriter {
     this.done = true;
     await this.fh.close().catch(() => {});
     await unlink(this.localPath).catch(() => {});
+    this.onEnd();
   }
 }

@@ -1,26 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { mkdir, open, readdir, rm, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
+import { isLeftover, ownedName } from './owner.js';
 
-/** Spool file names start with the writer's pid, so cleanup can tell leftovers of dead processes apart. */
-function spoolName(): string {
-  return `${process.pid}-${randomUUID()}`;
-}
-
-function ownerPid(name: string): number | undefined {
-  const m = /^(\d+)-/.exec(name);
-  return m ? Number(m[1]) : undefined;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+/** A spool file of another namespace untouched this long is a leftover (see owner.ts). */
+export const STALE_SPOOL_MS = 10 * 60 * 1000;
 
 /** A local copy of a blob while its driver writes it elsewhere: what concurrent readers follow as it grows. */
 export interface SpoolFile {
@@ -47,14 +31,15 @@ export class Spool {
   }
 
   async create(): Promise<SpoolFile> {
-    const file = path.join(this.dir, spoolName());
+    const name = ownedName();
+    const file = path.join(this.dir, name);
     let fh: FileHandle;
     try {
       fh = await open(file, 'wx', 0o600);
     } catch (e) {
       throw new RegistryError('STORAGE_ERROR', `cannot create spool file in ${this.dir}: ${(e as Error).message}`, { cause: e });
     }
-    this.active.add(file);
+    this.active.add(name);
     let written = 0;
     let released = false;
     return {
@@ -72,19 +57,18 @@ export class Spool {
         released = true;
         await fh.close().catch(() => {});
         await unlink(file).catch(() => {});
-        this.active.delete(file);
+        this.active.delete(name);
       },
     };
   }
 
-  /** Removes spool files of dead processes, and this process's that no writer holds any more. */
+  /** Removes spool files whose writer is gone (see owner.ts); those of live writers elsewhere stay. */
   async cleanup(): Promise<number> {
     let removed = 0;
     for (const name of await readdir(this.dir).catch(() => [] as string[])) {
       const file = path.join(this.dir, name);
-      const pid = ownerPid(name);
-      const leftover = pid === undefined || (pid === process.pid ? !this.active.has(file) : !isAlive(pid));
-      if (!leftover) continue;
+      const mtime = (await stat(file).catch(() => undefined))?.mtimeMs ?? 0;
+      if (!isLeftover(name, mtime, { active: this.active, staleMs: STALE_SPOOL_MS })) continue;
       await rm(file, { force: true, recursive: true });
       removed++;
     }
