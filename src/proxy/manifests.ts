@@ -6,6 +6,7 @@ import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
 import type { CacheResult, ProxyEvents } from '../seams.js';
 import { MemoryLru } from './lru.js';
+import { parseRecord } from './records.js';
 
 export interface ManifestEntry {
   bytes: Buffer;
@@ -29,6 +30,10 @@ interface ManifestLink {
   size: number;
   fetchedAt: number;
 }
+
+const isTagRecord = (r: Partial<TagRecord>) =>
+  typeof r.digest === 'string' && isDigest(r.digest) && typeof r.mediaType === 'string' && typeof r.validatedAt === 'number';
+const isManifestLink = (l: Partial<ManifestLink>) => typeof l.mediaType === 'string' && l.mediaType !== '';
 
 /**
  * Bytes of manifests kept in memory for hot tags and digests. A manifest is a few KiB (an index of many
@@ -95,9 +100,13 @@ export class ManifestCache {
     const mkey = `${upstreamName}/${repo}@${digest}`;
     const mem = this.memory.get(mkey);
     if (mem) return mem;
-    const linkBuf = await this.storage.getObject(manifestLinkKey(upstreamName, repo, digest));
-    if (!linkBuf) return undefined;
-    const link = JSON.parse(linkBuf.toString('utf8')) as ManifestLink;
+    const linkKey = manifestLinkKey(upstreamName, repo, digest);
+    const linkBuf = await this.storage.getObject(linkKey);
+    const link = parseRecord<ManifestLink>(linkBuf, isManifestLink);
+    if (!link) {
+      if (linkBuf) this.logger.warn({ key: linkKey }, 'unreadable manifest link in storage; treating it as a miss');
+      return undefined;
+    }
     const stream = await this.storage.readBlob(digest).catch(() => undefined);
     if (!stream) return undefined;
     const chunks: Buffer[] = [];
@@ -164,14 +173,10 @@ export class ManifestCache {
     const mem = this.tags.get(tkey);
     if (mem) return mem;
     const buf = await this.storage.getObject(tkey);
-    if (!buf) return undefined;
-    try {
-      const rec = JSON.parse(buf.toString('utf8')) as TagRecord;
-      this.tags.set(tkey, rec);
-      return rec;
-    } catch {
-      return undefined;
-    }
+    const rec = parseRecord<TagRecord>(buf, isTagRecord);
+    if (rec) this.tags.set(tkey, rec);
+    else if (buf) this.logger.warn({ key: tkey }, 'unreadable tag record in storage; treating it as a miss');
+    return rec;
   }
 
   private async saveTag(tkey: string, rec: TagRecord): Promise<void> {

@@ -4,6 +4,7 @@ import { repoPrefix, tagListKey } from '../storage/keys.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
 import type { CacheResult, ProxyEvents } from '../seams.js';
+import { parseRecord } from './records.js';
 
 interface TagList {
   tags: string[];
@@ -37,7 +38,7 @@ export class TagLists {
   private async fetch(upstream: Upstream, freshnessMs: number, repo: string): Promise<{ tags: string[]; result: CacheResult }> {
     const lkey = tagListKey(upstream.name, repo);
     const saved = await this.storage.getObject(lkey);
-    const last = saved ? (JSON.parse(saved.toString('utf8')) as TagList) : undefined;
+    const last = parseRecord<TagList>(saved, (l) => Array.isArray(l.tags) && l.tags.every((t) => typeof t === 'string') && typeof l.fetchedAt === 'number');
     if (last && this.now() - last.fetchedAt < freshnessMs) return { tags: last.tags, result: 'hit' };
     try {
       const tags = await upstream.listTags(repo);

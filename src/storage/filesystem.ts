@@ -1,6 +1,6 @@
 import { closeSync, fstat, open as openCb } from 'node:fs';
 import { promisify } from 'node:util';
-import { mkdir, open, readFile, readdir, rename, rm, unlink, writeFile, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, unlink, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import type { ByteRange, ObjectDriver, ObjectWriter } from '../seams.js';
@@ -121,7 +121,16 @@ export class FilesystemDriver implements ObjectDriver {
     const temp = path.join(this.uploads, name);
     this.active.add(name);
     try {
-      await this.inUploads(() => writeFile(temp, data, { flag: 'wx' }));
+      // Synced before the rename: a crash never leaves an empty or torn object under its final name.
+      await this.inUploads(async () => {
+        const fh = await open(temp, 'wx', 0o644);
+        try {
+          await fh.writeFile(data);
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+      });
       await mkdir(path.dirname(final), { recursive: true });
       await rename(temp, final);
     } catch (e) {
