@@ -68,10 +68,17 @@ export class Download extends EventEmitter {
     return this.state === 'running';
   }
 
+  /**
+   * Upstream → writer, then exactly one final state. Total: whatever throws on the way (the body, the writer's
+   * write, commit or abort, the onFinish callback) ends in 'committed' or 'failed', never in a success report
+   * for a failed blob, never left running (which would pin the digest in flight), never a rejected promise
+   * nobody awaits.
+   */
   private async pump(
     body: AsyncIterable<Uint8Array> & { destroy?(err?: Error): void },
     onFinish?: (err: Error | undefined, bytes: number) => void,
   ): Promise<void> {
+    let failure: unknown;
     try {
       for await (const chunk of body) {
         await this.writer.write(chunk);
@@ -81,25 +88,32 @@ export class Download extends EventEmitter {
         throw new RegistryError('UPSTREAM_ERROR', `upstream sent ${this.writer.bytesWritten} of ${this.size} bytes`);
       }
       await this.writer.commit();
-      this.state = 'committed';
-      this.emit('committed');
-      this.emit('change');
     } catch (e) {
-      body.destroy?.();
-      await this.writer.abort();
-      const err =
-        e instanceof RegistryError && e.code !== 'DIGEST_INVALID'
-          ? e
-          : new RegistryError('UPSTREAM_ERROR', `upstream blob fetch failed: ${(e as Error).message}`, { cause: e });
-      this.failure = err;
-      this.state = 'failed';
-      this.emit('failed', err);
-      this.emit('change');
-    } finally {
-      this.pumpDone = true;
-      onFinish?.(this.failure, this.writer.bytesWritten);
-      await this.maybeCloseFd();
+      failure = e ?? new Error('unknown failure');
     }
+    if (failure !== undefined) {
+      try {
+        body.destroy?.();
+      } catch {
+        // already destroyed
+      }
+      await this.writer.abort().catch(() => {});
+      this.failure =
+        failure instanceof RegistryError && failure.code !== 'DIGEST_INVALID'
+          ? failure
+          : new RegistryError('UPSTREAM_ERROR', `upstream blob fetch failed: ${(failure as Error).message}`, { cause: failure });
+    }
+    this.state = this.failure ? 'failed' : 'committed';
+    this.pumpDone = true;
+    try {
+      onFinish?.(this.failure, this.writer.bytesWritten);
+    } catch {
+      // observers (metrics, index) must not change the outcome of a download
+    }
+    if (this.failure) this.emit('failed', this.failure);
+    else this.emit('committed');
+    this.emit('change');
+    await this.maybeCloseFd();
   }
 
   private async maybeCloseFd(): Promise<void> {
