@@ -55,9 +55,17 @@ export interface ObjectDriver {
   localPath?(key: string): string;
   /** Drivers that can hand out short-lived URLs (storage.redirect): where a client may fetch the object itself. */
   redirectUrl?(key: string): Promise<string | undefined>;
-  /** Removes leftovers of interrupted writes of dead writers. Returns how many were removed. */
-  cleanup(): Promise<number>;
+  /**
+   * Best effort: removes leftovers of interrupted writes of dead writers. What it could not do (a permission
+   * or an API the server lacks) is a warning, never a failure: a mirror must start without it.
+   */
+  cleanup(): Promise<CleanupReport>;
   close(): Promise<void>;
+}
+
+export interface CleanupReport {
+  removed: number;
+  warnings: string[];
 }
 
 /**

@@ -49,8 +49,9 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
     await openStorage(config.storage, { redirect: config.storageRedirect, observe: observability.observeStorage }),
     (s) => s.close(),
   );
-  const removed = await storage.cleanup();
+  const { removed, warnings } = await storage.cleanup();
   if (removed > 0) logger.info({ removed }, 'removed leftovers of interrupted downloads');
+  for (const w of warnings) logger.warn(`storage cleanup: ${w}`);
   const lifecycle = disposers.use(await openLifecycle(config, storage, logger), (l) => l.close());
 
   const events: ProxyEvents = { ...observability.metrics.events, ...lifecycle.events };

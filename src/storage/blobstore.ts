@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
 import { newHasher, parseDigest } from '../oci/digest.js';
-import type { ByteRange, ObjectDriver, ObjectWriter } from '../seams.js';
+import type { ByteRange, CleanupReport, ObjectDriver, ObjectWriter } from '../seams.js';
 import { blobKey } from './keys.js';
 import type { Spool, SpoolFile } from './spool.js';
 
@@ -106,9 +106,10 @@ export class BlobStore {
     for await (const o of this.driver.list(prefix)) yield o.key;
   }
 
-  /** Removes leftovers of interrupted writes (driver temp objects, spool files). Returns how many. */
-  async cleanup(): Promise<number> {
-    return (await this.driver.cleanup()) + ((await this.spool?.cleanup()) ?? 0);
+  /** Removes leftovers of interrupted writes (driver temp objects, spool files); best effort. */
+  async cleanup(): Promise<CleanupReport> {
+    const report = await this.driver.cleanup();
+    return { ...report, removed: report.removed + ((await this.spool?.cleanup()) ?? 0) };
   }
 
   close(): Promise<void> {

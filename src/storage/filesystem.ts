@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { mkdir, open, readFile, readdir, rename, rm, unlink, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
-import type { ByteRange, ObjectDriver, ObjectWriter } from '../seams.js';
+import type { ByteRange, CleanupReport, ObjectDriver, ObjectWriter } from '../seams.js';
 import { FileRangeStream } from './filerange.js';
 import { isLeftover, ownedName } from './owner.js';
 
@@ -180,12 +180,12 @@ export class FilesystemDriver implements ObjectDriver {
     yield* walk(this.localPath(prefix), prefix);
   }
 
-  async cleanup(): Promise<number> {
+  async cleanup(): Promise<CleanupReport> {
     let names: string[];
     try {
       names = await readdir(this.uploads);
     } catch (e) {
-      if (isNotFound(e)) return 0;
+      if (isNotFound(e)) return { removed: 0, warnings: [] };
       throw storageError('list', e);
     }
     let removed = 0;
@@ -196,7 +196,7 @@ export class FilesystemDriver implements ObjectDriver {
       await rm(file, { force: true, recursive: true });
       removed++;
     }
-    return removed;
+    return { removed, warnings: [] };
   }
 
   async close(): Promise<void> {}

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
-import type { ByteRange, ObjectDriver, ObjectWriter } from '../seams.js';
+import type { ByteRange, CleanupReport, ObjectDriver, ObjectWriter } from '../seams.js';
 
 /** distribution's `inmemory` driver: objects in a Map, gone with the process (tests, trials). */
 export class InMemoryDriver implements ObjectDriver {
@@ -55,8 +55,8 @@ export class InMemoryDriver implements ObjectDriver {
     for (const [key, o] of [...this.objects]) if (key.startsWith(`${prefix}/`)) yield { key, size: o.length };
   }
 
-  async cleanup(): Promise<number> {
-    return 0;
+  async cleanup(): Promise<CleanupReport> {
+    return { removed: 0, warnings: [] };
   }
 
   async close(): Promise<void> {

@@ -71,7 +71,7 @@ describe('Download final states', () => {
 
   it('a commit that throws and an abort that throws: failed, never committed', async () => {
     const w = writer(temp, { commit: new Error('digest mismatch'), abort: new Error('abort exploded') });
-    let reported: Error | undefined | 'none' = 'none';
+    let reported: unknown = 'none';
     const dl = await Download.start({
       digest: 'sha256:x',
       size: 3,

@@ -31,7 +31,11 @@ function xmlEscape(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-export async function startS3(opts: { bucket?: string } = {}): Promise<RunningS3> {
+/**
+ * `unmodified`: s3rver exactly as users get it, without the middleware below (no ListMultipartUploads, no
+ * AbortMultipartUpload, its own `bytes=0-0` answer).
+ */
+export async function startS3(opts: { bucket?: string; unmodified?: boolean } = {}): Promise<RunningS3> {
   const bucket = opts.bucket ?? 'regcache';
   const dir = await makeTempDir('regcache-s3rver-');
   const uploadsDir = join(dir, bucket, '._S3rver_uploads');
@@ -55,7 +59,7 @@ export async function startS3(opts: { bucket?: string } = {}): Promise<RunningS3
     return out;
   };
 
-  server.middleware.unshift(async (ctx, next) => {
+  if (!opts.unmodified) server.middleware.unshift(async (ctx, next) => {
     const segs = (ctx.path as string).split('/').filter(Boolean).map(decodeURIComponent);
     if (segs[0] !== bucket) return next();
     if (ctx.method === 'GET' && segs.length > 1 && ctx.headers.range === 'bytes=0-0') {

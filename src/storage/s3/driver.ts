@@ -13,7 +13,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { RegistryError } from '../../errors.js';
 import type { StorageConfig } from '../../config/types.js';
-import type { ByteRange, ObjectDriver, ObjectWriter } from '../../seams.js';
+import type { ByteRange, CleanupReport, ObjectDriver, ObjectWriter } from '../../seams.js';
 import { createS3Client, isS3NotFound, s3Error } from './client.js';
 import { S3ObjectWriter } from './writer.js';
 
@@ -165,9 +165,11 @@ export class S3Driver implements ObjectDriver {
 
   /**
    * Aborts multipart uploads under the root that are older than `staleUploadMs`: uploads of a crashed
-   * replica; a younger one may be a live download elsewhere.
+   * replica; a younger one may be a live download elsewhere. Servers without ListMultipartUploads (s3rver,
+   * some S3-compatible services) and IAM policies without s3:ListBucketMultipartUploads get a warning: the
+   * leftovers are invisible and a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes them.
    */
-  async cleanup(): Promise<number> {
+  async cleanup(): Promise<CleanupReport> {
     let removed = 0;
     const cutoff = Date.now() - (this.opts.staleUploadMs ?? DEFAULT_STALE_UPLOAD_MS);
     let KeyMarker: string | undefined;
@@ -179,7 +181,13 @@ export class S3Driver implements ObjectDriver {
           new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker, UploadIdMarker }),
         );
       } catch (e) {
-        throw s3Error('list multipart uploads', e);
+        return {
+          removed,
+          warnings: [
+            `${s3Error('list multipart uploads', e).message}: incomplete uploads of crashed replicas are not removed at start; ` +
+              'add an AbortIncompleteMultipartUpload lifecycle rule to the bucket, or allow s3:ListBucketMultipartUploads',
+          ],
+        };
       }
       for (const u of res.Uploads ?? []) {
         if (!u.Key || !u.UploadId || (u.Initiated && u.Initiated.getTime() > cutoff)) continue;
@@ -193,7 +201,7 @@ export class S3Driver implements ObjectDriver {
       KeyMarker = res.IsTruncated ? res.NextKeyMarker : undefined;
       UploadIdMarker = res.IsTruncated ? res.NextUploadIdMarker : undefined;
     } while (KeyMarker);
-    return removed;
+    return { removed, warnings: [] };
   }
 
   async close(): Promise<void> {
