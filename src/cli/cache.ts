@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { ADMIN_TOKENFILE_KEY, AdminTokenError, readAdminToken } from '../config/admintoken.js';
 import { parseDuration } from '../config/duration.js';
 import { loadConfig } from '../config/load.js';
 import { parseSize } from '../config/size.js';
@@ -15,6 +16,7 @@ import { parseAddr } from '../net/listen.js';
 interface Common {
   config?: string;
   admin?: string;
+  adminTokenFile?: string;
 }
 
 const out = (s: string): void => void process.stdout.write(s + '\n');
@@ -60,13 +62,31 @@ function localUrl(addr: string, scheme = 'http'): string {
   return `${scheme}://${h}:${port}`;
 }
 
+/** The admin token for a running server: --admin-token-file, else the config's regcache.admin.tokenfile, else none. */
+function adminToken(opts: Common, config: Config): () => Promise<string | undefined> {
+  const [file, source] = opts.adminTokenFile
+    ? [opts.adminTokenFile, '--admin-token-file']
+    : [config.regcache.admin?.tokenfile, ADMIN_TOKENFILE_KEY];
+  return async () => {
+    if (file === undefined) return undefined;
+    try {
+      return await readAdminToken(file);
+    } catch (e) {
+      if (e instanceof AdminTokenError) throw new Error(`admin token (${source}): ${e.message}`);
+      throw e;
+    }
+  };
+}
+
 /**
  * Where the cache commands act. A running server owns its cache (metadata lock): then they go through its admin
  * API on http.debug.addr (or --admin). Otherwise they open the storage directly, holding the lock meanwhile.
  */
 async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Config) => Promise<T>): Promise<T> {
-  const { config } = await loadConfig({ file: opts.config });
-  if (opts.admin) return fn(new AdminClient(opts.admin.replace(/\/+$/, '')), config);
+  // The token file is read only when a state-changing call needs it (adminToken), not to list or work offline.
+  const { config } = await loadConfig({ file: opts.config, checkFiles: false });
+  const token = adminToken(opts, config);
+  if (opts.admin) return fn(new AdminClient(opts.admin.replace(/\/+$/, ''), token), config);
   const dir = metadataDir(config.storage);
   const holder = dir ? await lockHolder(dir) : undefined;
   if (holder !== undefined) {
@@ -75,7 +95,7 @@ async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Config) =>
         `regcache (pid ${holder}) is running on this storage; set http.debug.addr in its config to manage its cache through the admin API, or pass --admin URL`,
       );
     }
-    return fn(new AdminClient(localUrl(config.http.debug.addr)), config);
+    return fn(new AdminClient(localUrl(config.http.debug.addr), token), config);
   }
   if (config.storage.driver === 'inmemory') throw new Error('storage is inmemory: there is no cache to manage outside the server');
   const { openStorage } = await import('../storage/index.js'); // only here: drivers are heavy to load
@@ -164,7 +184,8 @@ export function registerCacheCommands(program: Command): void {
   const common = (c: Command): Command =>
     c
       .option('-c, --config <file>', 'the config the server runs with (storage, http.debug.addr)')
-      .option('--admin <url>', "a running server's debug listener, e.g. http://127.0.0.1:5001 (default: from the config)");
+      .option('--admin <url>', "a running server's debug listener, e.g. http://127.0.0.1:5001 (default: from the config)")
+      .option('--admin-token-file <file>', `file holding the server's admin token (default: ${ADMIN_TOKENFILE_KEY} of the config)`);
 
   common(cache.command('ls').description('repositories, tags, sizes, last access').argument('[repo]', 'only this repository, with its tags'))
     .option('--json', 'machine-readable output', false)

@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { ADMIN_TOKENFILE_KEY, AdminTokenError, readAdminToken, weakTokenWarning } from './admintoken.js';
 import { applyEnv, CONFIG_PATH_VAR } from './env.js';
 import { describe, fileSchema, isListenAddr, STORAGE_DRIVERS, SUPPORTED_DRIVERS, type FileConfig } from './schema.js';
 import { formatPath, isRawMap, Leaf, newMap, normalize, plain, yamlToRaw, type Path, type RawMap } from './tree.js';
@@ -40,20 +41,39 @@ type Problem = { path: string; message: string };
 
 /**
  * Reads `file` (else $REGISTRY_CONFIGURATION_PATH, as distribution; else the embedded default) and applies env
- * overrides from `env` (default process.env).
+ * overrides from `env` (default process.env). Unless `checkFiles` is false it also reads the files the config
+ * names that must be usable at start (regcache.admin.tokenfile): unreadable or empty is a problem of that key.
  */
-export async function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv } = {}): Promise<LoadedConfig> {
+export async function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; checkFiles?: boolean } = {}): Promise<LoadedConfig> {
   const env = opts.env ?? process.env;
   const file = opts.file ?? (env[CONFIG_PATH_VAR] || undefined);
-  if (file === undefined) return parseConfig(undefined, env);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new ConfigError([{ path: file, message: `cannot read config file: ${err.code ?? err.message}` }]);
+  let loaded: LoadedConfig;
+  if (file === undefined) loaded = parseConfig(undefined, env);
+  else {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw new ConfigError([{ path: file, message: `cannot read config file: ${err.code ?? err.message}` }]);
+    }
+    loaded = parseConfig(text, env, file);
   }
-  return parseConfig(text, env, file);
+  if (opts.checkFiles !== false) await checkAdminToken(loaded);
+  return loaded;
+}
+
+/** regcache.admin.tokenfile must hold a token now: the server refuses to start otherwise (exit 2, like any bad key). */
+async function checkAdminToken(loaded: LoadedConfig): Promise<void> {
+  const tokenfile = loaded.config.regcache.admin?.tokenfile;
+  if (tokenfile === undefined) return;
+  try {
+    const w = weakTokenWarning(tokenfile, await readAdminToken(tokenfile));
+    if (w) loaded.warnings.push(w);
+  } catch (e) {
+    if (e instanceof AdminTokenError) throw new ConfigError([{ path: ADMIN_TOKENFILE_KEY, message: e.message }]);
+    throw e;
+  }
 }
 
 /** Pure: YAML text (undefined = embedded default) + env → config. Throws ConfigError only. */
@@ -167,6 +187,8 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
   }
   const rc = f.regcache ?? {};
   if (rc.requireauth && !htpasswd) problem('regcache.requireauth', 'requires auth.htpasswd');
+  const tokenfile = rc.admin?.tokenfile?.trim();
+  if (rc.admin?.tokenfile !== undefined && !tokenfile) problem(ADMIN_TOKENFILE_KEY, 'must name a file holding the admin token');
 
   const addr = h.addr ?? ':5000';
   const upstreams = buildUpstreams(f, problem);
@@ -211,6 +233,7 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
       acme: buildAcme(rc.acme, problem),
       cache: defined({ maxsizeBytes: rc.cache?.maxsize, lowwatermark: rc.cache?.lowwatermark ?? 0.9 }),
       ...(rc.trustproxy !== undefined && { trustproxy: rc.trustproxy }),
+      ...(tokenfile && { admin: { tokenfile: resolve(tokenfile) } }),
     },
   };
 }

@@ -325,6 +325,8 @@ export const fileSchema = z.object({
       cafile: str().optional(),
     }),
     cache: opt({ maxsize: size().optional(), lowwatermark: ratio().optional() }),
+    /** The admin API's credential (POST /admin/...): a file holding a bearer token. */
+    admin: opt({ tokenfile: str().optional() }),
     trustproxy: z
       .union([bool(), z.array(text((v) => (isAddrOrCidr(v) ? v.trim() : new Bad(`expected an IP address or CIDR, got ${describe(v)}`))))], {
         error: 'expected true, false or a list of proxy addresses/CIDRs',

@@ -111,5 +111,10 @@ export interface Config {
       cafile?: string;
     };
     cache: { maxsizeBytes?: number; lowwatermark: number };
+    /**
+     * regcache.admin.tokenfile (absolute): a file whose trimmed content is the bearer token every state-changing
+     * admin request (POST /admin/...) must send. Absent: those work only on a loopback debug listener.
+     */
+    admin?: { tokenfile: string };
   };
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CacheAdmin } from './admin.js';
+import type { AdminGate } from './adminauth.js';
 
 /**
  * The admin API on the debug listener (never on the public one), used by `regcache cache ... ` while the server
@@ -8,8 +9,11 @@ import type { CacheAdmin } from './admin.js';
  *   POST /admin/cache/rm      {ref, dryRun}
  *   POST /admin/cache/prune   {olderThanMs, maxSizeBytes, dryRun}
  *   POST /admin/cache/verify  {dryRun}
- * POST bodies must be `Content-Type: application/json`. Answers JSON; errors are {"error": "..."} with 4xx.
+ * Reading is open (as distribution's debug listener). Every state-changing request under /admin/ first passes the
+ * AdminGate (adminauth.ts: a bearer token from regcache.admin.tokenfile, or a loopback-only listener; 401/403
+ * otherwise), then must be `Content-Type: application/json` (415). Answers JSON; errors are {"error": "..."}.
  */
+export const ADMIN_ROOT = '/admin/';
 export const ADMIN_PREFIX = '/admin/cache';
 
 const MAX_BODY = 64 * 1024;
@@ -28,19 +32,44 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   return v as Record<string, unknown>;
 }
 
-export function sendJson(res: ServerResponse, status: number, value: unknown): true {
+export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): true {
   const body = Buffer.from(JSON.stringify(value));
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': String(body.length) });
   res.end(body);
   return true;
 }
 
 const optNumber = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined);
 
-/** Handles `/admin/cache...`; returns false for other paths. */
-export async function handleAdmin(admin: CacheAdmin, req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+const isRead = (method: string | undefined): boolean => method === 'GET' || method === 'HEAD';
+
+/**
+ * Handles `/admin/...`; returns false for other paths. `admin` is undefined when another process owns the cache
+ * (503 after the gate: a refused caller learns nothing).
+ */
+export async function handleAdmin(
+  admin: CacheAdmin | undefined,
+  gate: AdminGate,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+): Promise<boolean> {
   const p = url.pathname;
-  if (p !== ADMIN_PREFIX && !p.startsWith(`${ADMIN_PREFIX}/`)) return false;
+  if (!p.startsWith(ADMIN_ROOT)) return false;
+  if (!isRead(req.method)) {
+    const denied = await gate.check(req);
+    if (denied) {
+      req.resume(); // the body is not read: let the connection be reused
+      return sendJson(res, denied.status, { error: denied.error }, denied.headers);
+    }
+    // A browser cannot send this cross-origin without a CORS preflight, which is never granted.
+    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
+      req.resume();
+      return sendJson(res, 415, { error: 'Content-Type must be application/json' });
+    }
+  }
+  if (!admin) return sendJson(res, 503, { error: 'this process does not manage the cache: another regcache process holds its metadata lock' });
+  if (p !== ADMIN_PREFIX && !p.startsWith(`${ADMIN_PREFIX}/`)) return sendJson(res, 404, { error: `no admin resource ${p}` });
   const op = p.slice(ADMIN_PREFIX.length);
   try {
     if (op === '' || op === '/') {
@@ -48,10 +77,6 @@ export async function handleAdmin(admin: CacheAdmin, req: IncomingMessage, res: 
       return sendJson(res, 200, admin.list(url.searchParams.get('repo') ?? undefined));
     }
     if (req.method !== 'POST') return sendJson(res, 405, { error: 'use POST' });
-    // A browser cannot send this cross-origin without a CORS preflight, which is never granted.
-    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
-      return sendJson(res, 415, { error: 'Content-Type must be application/json' });
-    }
     const body = await readJson(req);
     const dryRun = body.dryRun === true;
     switch (op) {

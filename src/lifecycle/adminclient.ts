@@ -16,15 +16,28 @@ export class AdminClient implements CacheOps {
   /** verify and prune answer when done, which on a large cache takes long: no response deadline. */
   private readonly dispatcher = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
 
-  constructor(readonly baseUrl: string) {}
+  /**
+   * `token` yields the admin token (or undefined for none); it is asked only for state-changing calls, so listing
+   * works without access to the token file.
+   */
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: () => Promise<string | undefined> = async () => undefined,
+  ) {}
 
   private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (method === 'POST') {
+      headers['Content-Type'] = 'application/json';
+      const token = await this.token();
+      if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    }
     let res;
     try {
       res = await fetch(`${this.baseUrl}${ADMIN_PREFIX}${path}`, {
         dispatcher: this.dispatcher,
         method,
-        headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+        headers,
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (e) {

@@ -8,7 +8,8 @@ import type { PullThroughCache } from '../proxy/index.js';
 import type { ProxyEvents } from '../seams.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { CacheAdmin } from './admin.js';
-import { handleAdmin, sendJson } from './adminapi.js';
+import { handleAdmin } from './adminapi.js';
+import { createAdminGate } from './adminauth.js';
 import type { Reason } from './plan.js';
 import type { LiveCache } from './remove.js';
 import { Serial } from './serial.js';
@@ -26,7 +27,7 @@ export interface CacheLifecycle {
   events: IndexEvents;
   /** Once the cache policy exists: catch up with storage, then sweep (as leader) and answer the admin API. */
   start(opts: { proxy: PullThroughCache; isLeader?: () => boolean; onRemoved(reason: Reason, blobs: number, bytes: number): void }): void;
-  /** The admin API route for the debug listener. */
+  /** The admin API route for the debug listener (state-changing requests pass the admin gate, adminauth.ts). */
   adminRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -45,6 +46,8 @@ export function liveCacheOf(proxy: PullThroughCache): LiveCache {
  */
 export async function openLifecycle(config: Config, storage: BlobStore, logger: Logger): Promise<CacheLifecycle> {
   const log = logger.child({ component: 'lifecycle' });
+  // First: an unusable admin token file stops the start before anything is opened.
+  const gate = await createAdminGate(config, log);
   const meta = await openMetadata(metadataDir(config.storage), log);
   if (!meta.owner) {
     log.warn({ pid: meta.heldBy }, 'another regcache process manages this storage (metadata lock held): this one serves only, no eviction');
@@ -91,10 +94,8 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
       );
     },
 
-    async adminRoute(req, res, url) {
-      if (lc.admin) return handleAdmin(lc.admin, req, res, url);
-      if (!url.pathname.startsWith('/admin/')) return false;
-      return sendJson(res, 503, { error: 'this process does not manage the cache: another regcache process holds its metadata lock' });
+    adminRoute(req, res, url) {
+      return handleAdmin(lc.admin, gate, req, res, url);
     },
 
     async close() {
