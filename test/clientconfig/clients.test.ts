@@ -15,6 +15,7 @@ import { startRegcache } from '../support/regcache.js';
 import { buildImage, pushImage } from '../support/images.js';
 import { startProcess, waitFor, type ManagedProcess } from '../support/process.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
+import { skipUnless } from '../support/skips.js';
 
 const run = promisify(execFile);
 
@@ -120,7 +121,7 @@ async function podmanPullThroughMirror(mirrorUrl: string, upstreams: string[], r
   }
 }
 
-describe('podman pulls through the mirror with the generated registries.conf', { skip: !have('podman') && 'podman not installed' }, () => {
+describe('podman pulls through the mirror with the generated registries.conf', { skip: skipUnless(have('podman'), 'podman', 'podman not installed') }, () => {
   let mirror: FixtureMirror;
   before(async () => {
     mirror = await startFixtureMirror();
@@ -236,7 +237,7 @@ async function containerdPullThroughMirror(ctrd: Containerd, mirrorUrl: string, 
 
 const canRunContainerd = have('containerd') && have('ctr') && process.getuid?.() === 0;
 
-describe('containerd pulls through the mirror with the generated hosts.toml', { skip: !canRunContainerd && 'needs root, containerd and ctr' }, () => {
+describe('containerd pulls through the mirror with the generated hosts.toml', { skip: skipUnless(canRunContainerd, 'containerd', 'needs root, containerd and ctr') }, () => {
   let mirror: FixtureMirror;
   let ctrd: Containerd;
   before(async () => {

@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { makeTempDir, removeDir } from '../support/tmp.js';
+import { skipUnless } from '../support/skips.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -93,7 +94,7 @@ test('systemd unit: hardening, state directory, stop timeout longer than the dra
   assert.ok(stopSeconds > Number(drain.replace(/s$/, '')), `TimeoutStopSec ${stopSeconds}s > draintimeout ${drain}`);
 });
 
-test('systemd-analyze verify accepts the unit, alone and with the :443 drop-in', { skip: !onPath('systemd-analyze') && 'systemd-analyze not installed' }, async () => {
+test('systemd-analyze verify accepts the unit, alone and with the :443 drop-in', { skip: skipUnless(onPath('systemd-analyze'), 'systemd-analyze', 'systemd-analyze not installed') }, async () => {
   const cloud = yaml('deploy/cloud-init.yaml');
   const dropIn = cloud.write_files.find((f: any) => f.path === '/etc/systemd/system/regcache.service.d/bind-443.conf').content;
   const dir = await makeTempDir('regcache-unit-');
@@ -215,6 +216,6 @@ test('Dockerfile: two stages, npm ci + build, production deps only, non-root, vo
   yaml('deploy/docker/config.yml');
 });
 
-test('hadolint accepts the Dockerfile', { skip: !onPath('hadolint') && 'hadolint not installed (no Debian package)' }, async () => {
+test('hadolint accepts the Dockerfile', { skip: skipUnless(onPath('hadolint'), 'hadolint', 'hadolint not installed') }, async () => {
   await run('hadolint', ['--failure-threshold', 'error', join(DEPLOY, 'Dockerfile')]);
 });

@@ -495,11 +495,13 @@ regcache:
 
 describe('secrets never appear in errors or warnings', () => {
   const SECRET = 'hunter2-Zq9';
-  const assertClean = (fn: () => unknown): void => {
+  /** `refused`: the config must be rejected (not merely parsed without leaking). */
+  const assertClean = (fn: () => unknown, opts: { refused?: boolean } = {}): void => {
     let text = '';
     try {
       const r = fn() as { warnings?: string[] };
       text = JSON.stringify(r.warnings ?? []);
+      assert.ok(!opts.refused, 'the config was accepted');
     } catch (e) {
       assert.ok(e instanceof ConfigError, String(e));
       text = `${e.message}\n${JSON.stringify(e.problems)}`;
@@ -521,8 +523,8 @@ describe('secrets never appear in errors or warnings', () => {
     assertClean(() => parse(`redis: { password: ${SECRET}, addr: [ }\n`));
   });
   test('credentials in a URL are refused without echoing it', () => {
-    assertClean(() => parse(`proxy: { remoteurl: "https://user:${SECRET}@r.example" }`));
-    assertClean(() => parse(`proxy: { remoteurl: "ftp://user:${SECRET}@r.example" }`));
+    assertClean(() => parse(`proxy: { remoteurl: "https://user:${SECRET}@r.example" }`), { refused: true });
+    assertClean(() => parse(`proxy: { remoteurl: "ftp://user:${SECRET}@r.example" }`), { refused: true });
   });
   test('unknown keys next to secrets: only key names are shown', () => {
     assertClean(() => parse(`proxy: { remoteurl: "https://r.example", pasword: ${SECRET} }\nredis: { addr: "r:1", password: ${SECRET}, passwd: ${SECRET} }`));

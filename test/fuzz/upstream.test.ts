@@ -9,7 +9,6 @@ import { sha256 } from '../support/digest.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultproxy.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { freePort } from '../support/ports.js';
-import { probeHttp } from '../support/process.js';
 import { startRegcache, type RunningRegcache } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { startStandIn, type StandIn } from '../support/standin.js';
@@ -290,9 +289,7 @@ describe('hostile upstreams and credential hygiene', () => {
       assert.ok(proxy.requests.some((r) => r.headers.authorization === ours), 'upstream credentials were used');
     });
 
-    it('/debug/vars carries no secret', async (t) => {
-      const status = await probeHttp(`http://127.0.0.1:${debugPort}/debug/vars`);
-      if (status === undefined) return t.skip('no http.debug listener in this build');
+    it('/debug/vars carries no secret', async () => {
       const o = await get(`http://127.0.0.1:${debugPort}/debug/vars`);
       assert.equal(o.status, 200);
     });

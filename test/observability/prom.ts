@@ -1,10 +1,16 @@
 // Reads values out of a Prometheus text exposition, for assertions.
 
-export type Samples = Array<{ name: string; labels: Record<string, string>; value: number }>;
+export type Samples = Array<{ name: string; labels: Record<string, string>; value: number }> & {
+  /** Metric families the exposition declares (`# TYPE name ...`), with or without samples yet. */
+  families?: Set<string>;
+};
 
 export function parseProm(text: string): Samples {
   const out: Samples = [];
+  out.families = new Set();
   for (const line of text.split('\n')) {
+    const type = /^# TYPE ([a-zA-Z_:][\w:]*) /.exec(line);
+    if (type) out.families.add(type[1]!);
     if (!line || line.startsWith('#')) continue;
     const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!m) continue;
@@ -15,8 +21,16 @@ export function parseProm(text: string): Samples {
   return out;
 }
 
-/** Sum of the samples named `name` whose labels include `labels`. */
+/**
+ * Sum of the samples named `name` whose labels include `labels`. A metric that is not exported at all throws:
+ * 0 is only the answer for a declared metric without matching samples (a counter not yet incremented), never
+ * for a misspelt or removed one.
+ */
 export function value(samples: Samples, name: string, labels: Record<string, string> = {}): number {
+  const family = name.replace(/_(bucket|count|sum)$/, '');
+  if (samples.families && !samples.families.has(name) && !samples.families.has(family) && !samples.some((s) => s.name === name)) {
+    throw new Error(`metric ${name} is not exported`);
+  }
   return samples
     .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
     .reduce((a, s) => a + s.value, 0);

@@ -11,6 +11,7 @@ import { startRegcache, type RunningRegcache } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { copyToDir, dirDigests } from '../support/skopeo.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
+import { skipOrFail } from '../support/skips.js';
 import { assertHonest, assertStoreConsistent, ociErrorCode, request, waitUploadsEmpty, type Outcome } from './support.js';
 
 const run = promisify(execFile);
@@ -87,7 +88,7 @@ describe('storage trouble', () => {
     });
 
     it('disk full: downloads that cannot be stored fail cleanly, the server stays up, nothing partial; recovers when space is freed', async (t) => {
-      if (mountProblem) return t.skip(`cannot mount a tmpfs (tests must run as root): ${mountProblem}`);
+      if (mountProblem) return skipOrFail(t, 'root', `cannot mount a tmpfs (tests must run as root): ${mountProblem}`);
       const root = join(mnt, 'data');
       const filler = join(mnt, 'filler');
       cache = await startRegcache({ upstreamUrl: upstream.url, config: { regcache: { freshness: '1h' } }, root });
@@ -155,7 +156,7 @@ describe('storage trouble', () => {
         mounted = true;
         await run('mount', ['-o', 'remount,bind,ro', root]);
       } catch (e) {
-        return t.skip(`cannot make a read-only bind mount (tests must run as root): ${(e as Error).message}`);
+        return skipOrFail(t, 'root', `cannot make a read-only bind mount (tests must run as root): ${(e as Error).message}`);
       }
       const miss = await request(cache.url + blobPath(tiny.digest));
       assert.equal(miss.status, 500, miss.body.toString());

@@ -135,7 +135,7 @@ export async function assertStoreConsistent(root: string): Promise<string[]> {
     }
     // repository objects, upload temp files, the embedded metadata index
     const layout =
-      /^(repositories\/[A-Za-z0-9._:-]+\/[a-z0-9._/-]+\/_(manifests\/sha256\/[0-9a-f]{64}|tags\/[\w.-]+|taglist)|_uploads\/[0-9a-f-]{36}|_metadata\/[\w.-]+)$/;
+      /^(repositories\/[A-Za-z0-9._:-]+\/[a-z0-9._/-]+\/_(manifests\/sha256\/[0-9a-f]{64}|tags\/[\w.-]+|taglist)|_uploads\/(?:\w+\.\w+\.\d+-)?[0-9a-f-]{36}|_metadata\/[\w.-]+)$/;
     assert.match(f, layout, `unexpected file in storage: ${f}`);
   }
   return digests;
