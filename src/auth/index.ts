@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
+import { clientAddressResolver } from '../net/clientaddr.js';
 import type { AuthProvider } from '../seams.js';
 import { HtpasswdAuthenticator } from './htpasswd.js';
 
@@ -11,9 +12,12 @@ export async function openAuthProvider(config: Config, logger: Logger): Promise<
   const ht = config.auth?.htpasswd;
   if (!ht) return undefined;
   const htpasswd = await HtpasswdAuthenticator.open({ path: ht.path, realm: ht.realm, logger: logger.child({ component: 'auth' }) });
+  // Failed logins are throttled per client: behind a load balancer that is the X-Forwarded-For address the
+  // access log reports (regcache.trustproxy), not the balancer's. Without trustproxy, the peer address.
+  const clientAddress = clientAddressResolver(config.regcache.trustproxy);
   return {
     async authenticate(req) {
-      await htpasswd.authenticate(req.headers.authorization, req.socket.remoteAddress ?? '');
+      await htpasswd.authenticate(req.headers.authorization, clientAddress(req) ?? '');
     },
     close: () => htpasswd.close(),
   };

@@ -24,9 +24,10 @@ export function addTrusted(list: BlockList, entry: string): boolean {
 }
 
 /**
- * The client address for logs, per `regcache.trustproxy`: false (default) → the peer address; true → the first
- * X-Forwarded-For entry (every hop trusted); a list of addresses/CIDRs → X-Forwarded-For walked from the right,
- * skipping trusted proxies, and only when the peer itself is one of them.
+ * The client address, per `regcache.trustproxy`, for the access log and the failed-login throttle (src/auth):
+ * false (default) → the peer address; true → the first X-Forwarded-For entry (every hop trusted); a list of
+ * addresses/CIDRs → X-Forwarded-For walked from the right, skipping trusted proxies, and only when the peer
+ * itself is one of them.
  */
 export function clientAddressResolver(trust: boolean | string[] | undefined): (req: IncomingMessage) => string | undefined {
   const peer = (req: IncomingMessage): string | undefined =>

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
+import { clientAddressResolver } from '../net/clientaddr.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import type { StorageObserver } from '../storage/checked.js';
 import type { Upstream } from '../upstream/types.js';
-import { clientAddressResolver } from './clientaddr.js';
 import { StorageHealth } from './health.js';
 import { Metrics, type ResponseInfo } from './metrics.js';
 import { debugHandler, mainRoutes, type DebugRoute, type HealthState } from './routes.js';

@@ -1,8 +1,8 @@
-// regcache.trustproxy: which address the access log reports.
+// regcache.trustproxy: which address the access log reports and the failed-login throttle keys on.
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
-import { clientAddressResolver } from '../../src/observability/clientaddr.js';
+import { clientAddressResolver } from '../../src/net/clientaddr.js';
 
 const req = (peer: string, xff?: string) =>
   ({ socket: { remoteAddress: peer }, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }) as unknown as IncomingMessage;

@@ -12,7 +12,14 @@ export interface RunningHaproxy {
   stop(): Promise<void>;
 }
 
-export function haproxyConfig(listenPort: number, backends: number[]): string {
+export interface HaproxyOptions {
+  /** `option forwardfor`: haproxy appends the client's address to X-Forwarded-For. */
+  forwardFor?: boolean;
+  /** Health check path (expects 200); default /v2/. An authenticated mirror answers /v2/ with 401: use /healthz. */
+  checkPath?: string;
+}
+
+export function haproxyConfig(listenPort: number, backends: number[], opts: HaproxyOptions = {}): string {
   return `global
   maxconn 1000
 
@@ -26,21 +33,21 @@ defaults
 
 frontend regcache
   bind 127.0.0.1:${listenPort}
-  default_backend replicas
+  default_backend replicas${opts.forwardFor ? '\n  option forwardfor' : ''}
 
 backend replicas
   balance roundrobin
-  option httpchk GET /v2/
+  option httpchk GET ${opts.checkPath ?? '/v2/'}
   http-check expect status 200
 ${backends.map((p, i) => `  server r${i} 127.0.0.1:${p} check inter 300ms fall 1 rise 1`).join('\n')}
 `;
 }
 
-export async function startHaproxy(backends: number[]): Promise<RunningHaproxy> {
+export async function startHaproxy(backends: number[], opts: HaproxyOptions = {}): Promise<RunningHaproxy> {
   const dir = await makeTempDir('regcache-haproxy-');
   const port = await freePort();
   const cfg = join(dir, 'haproxy.cfg');
-  await writeFile(cfg, haproxyConfig(port, backends));
+  await writeFile(cfg, haproxyConfig(port, backends, opts));
   const proc = await startProcess('haproxy', ['-f', cfg, '-db'], { logFile: join(dir, 'haproxy.log'), removeOnOrphan: [dir] });
   try {
     await waitForPort(port, '127.0.0.1', 10_000);
