@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheResult, ProxyEvents } from '../seams.js';
+import { BREAKER_STATE_VALUE, type BreakerStatus } from '../upstream/index.js';
 import type { RateLimitInfo } from '../upstream/types.js';
 
 /** What the handler reports per response (see HandlerOptions.onResponse). */
@@ -14,7 +15,7 @@ export interface ResponseInfo {
 }
 
 export interface MetricsSources {
-  upstreams(): Array<{ name: string; rateLimit(): RateLimitInfo | undefined }>;
+  upstreams(): Array<{ name: string; rateLimit(): RateLimitInfo | undefined; breaker?(): BreakerStatus }>;
   cache(): { bytes: number; blobs: number; maxBytes?: number };
   storageHealthy(): boolean;
 }
@@ -185,6 +186,32 @@ export class Metrics {
         this.set(src.storageHealthy() ? 1 : 0);
       },
     });
+    new Gauge({
+      name: 'regcache_upstream_breaker_state',
+      help: 'Circuit breaker of each upstream: 0 closed (requests go upstream), 1 open (marked down: cache only, 503 for misses), 2 half-open (one probe in flight)',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.upstreams()) {
+          const b = u.breaker?.();
+          if (b) this.set({ upstream: u.name }, BREAKER_STATE_VALUE[b.state]);
+        }
+      },
+    });
+    new Counter({
+      name: 'regcache_upstream_breaker_openings_total',
+      help: 'Times the circuit breaker of each upstream opened (after repeated failures, or after a failed probe)',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of src.upstreams()) {
+          const b = u.breaker?.();
+          if (b) this.inc({ upstream: u.name }, b.openings);
+        }
+      },
+    });
     for (const [name, field, help] of [
       ['regcache_upstream_ratelimit_remaining', 'remaining', 'Pulls left in the upstream rate-limit window (Docker Hub RateLimit-Remaining)'],
       ['regcache_upstream_ratelimit_limit', 'limit', 'Upstream rate limit per window (Docker Hub RateLimit-Limit)'],
@@ -290,7 +317,9 @@ export class Metrics {
         coalescedWaits: this.extra.coalescedWaits,
         staleServed: this.extra.staleServed,
         storageHealthy: this.sources.storageHealthy(),
-        upstreams: Object.fromEntries(this.sources.upstreams().map((u) => [u.name, { rateLimit: u.rateLimit() ?? null }])),
+        upstreams: Object.fromEntries(
+          this.sources.upstreams().map((u) => [u.name, { rateLimit: u.rateLimit() ?? null, breaker: u.breaker?.() ?? null }]),
+        ),
       },
     };
   }

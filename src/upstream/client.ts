@@ -9,13 +9,14 @@ import {
   stripParams,
   UPSTREAM_MANIFEST_ACCEPT,
 } from '../oci/mediatypes.js';
+import { CircuitBreaker, type BreakerStatus } from './breaker.js';
 import { CredentialHelper } from './credhelper.js';
 import { Authenticator, pullScope } from './auth.js';
 import { BodyTooLargeError, parseContentLength, readLimited } from './body.js';
 import { normalizeRepo } from './dockerhub.js';
 import { isAbort, networkError, statusError, type Resource } from './failures.js';
 import { RateLimitTracker } from './ratelimit.js';
-import { header, Transport, type UpstreamResponse } from './transport.js';
+import { header, isTransportFailure, Transport, type UpstreamResponse } from './transport.js';
 import type { BlobResponse, ManifestHead, ManifestResponse, RateLimitInfo, Upstream } from './types.js';
 
 const MAX_TAG_PAGES = 100;
@@ -36,6 +37,7 @@ class UpstreamClient implements Upstream {
   private readonly transport: Transport;
   private readonly auth: Authenticator;
   private readonly rate: RateLimitTracker;
+  private readonly circuit: CircuitBreaker;
 
   constructor(
     private readonly cfg: UpstreamConfig,
@@ -44,6 +46,19 @@ class UpstreamClient implements Upstream {
     this.name = cfg.name;
     const remote = new URL(cfg.remoteurl);
     this.base = remote.origin + remote.pathname.replace(/\/+$/, '');
+    this.circuit = new CircuitBreaker({
+      onChange: (to, from, s) => {
+        if (to === 'open' && from === 'closed') {
+          logger.warn({ breaker: to, retryInMs: s.retryInMs }, 'upstream marked down after repeated failures: answering from cache only');
+        } else if (to === 'open' && from === 'half-open') {
+          logger.warn({ breaker: to, retryInMs: s.retryInMs }, 'upstream still down (probe failed)');
+        } else if (to === 'half-open') {
+          logger.info({ breaker: to }, 'upstream probe: letting one request through');
+        } else if (to === 'closed') {
+          logger.info({ breaker: to }, 'upstream reachable again: circuit closed');
+        }
+      },
+    });
     this.transport = new Transport(
       {
         name: cfg.name,
@@ -51,6 +66,7 @@ class UpstreamClient implements Upstream {
         connections: cfg.connections,
         ca: cfg.ca,
         insecureSkipVerify: cfg.insecureSkipVerify,
+        breaker: this.circuit,
       },
       logger,
     );
@@ -78,6 +94,10 @@ class UpstreamClient implements Upstream {
 
   rateLimit(): RateLimitInfo | undefined {
     return this.rate.current();
+  }
+
+  breaker(): BreakerStatus {
+    return this.circuit.status();
   }
 
   async close(): Promise<void> {
@@ -152,7 +172,11 @@ class UpstreamClient implements Upstream {
       this.checkStatus(res, 'blob', what);
       throw this.bad(what, `returned ${res.status}`);
     }
-    // undici errors this stream on reset, on fewer bytes than Content-Length and after idleMs of silence.
+    // undici errors this stream on reset, on fewer bytes than Content-Length and after idleMs of silence;
+    // those count against the circuit breaker (errors its reader causes do not).
+    res.body.once('error', (err) => {
+      if (!signal?.aborted && isTransportFailure(err)) this.circuit.failure();
+    });
     return { size: parseContentLength(header(res, 'content-length')), body: res.body };
   }
 
@@ -227,6 +251,7 @@ class UpstreamClient implements Upstream {
       return await readLimited(res.body, limit, parseContentLength(header(res, 'content-length')));
     } catch (err) {
       if (err instanceof BodyTooLargeError) throw this.bad(what, `returned more than ${limit} bytes`);
+      if (!signal?.aborted && isTransportFailure(err)) this.circuit.failure();
       throw this.failure(what, err, signal);
     }
   }

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import { RegistryError } from '../errors.js';
 import type { UpstreamTimeouts } from '../config/types.js';
+import type { BreakerPermit, CircuitBreaker } from './breaker.js';
 
 /**
  * HTTP for one upstream: a keep-alive undici Agent (HTTP/1.1, `connections` sockets per origin,
@@ -22,6 +23,8 @@ export interface TransportOptions {
   insecureSkipVerify: boolean;
   /** Delays before attempts 2, 3, ... (default 100 ms, 400 ms). */
   retryDelaysMs?: number[];
+  /** The upstream's circuit breaker: consulted before every request, told every outcome. */
+  breaker?: CircuitBreaker;
 }
 
 export interface SendRequest {
@@ -51,6 +54,18 @@ const RETRY_CODES = new Set([
   'EAI_AGAIN',
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_SOCKET',
+]);
+/** Answers that mean the upstream (or its gateway) is down: they count against the circuit breaker. */
+const OUTAGE_STATUS = RETRY_STATUS;
+/** Body stream errors that count against the circuit breaker: the connection broke or went silent. */
+const OUTAGE_CODES = new Set([
+  ...RETRY_CODES,
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
 ]);
 const MAX_REDIRECTS = 5;
 const USER_AGENT = 'regcache/0.1';
@@ -85,12 +100,45 @@ export class Transport {
     });
   }
 
-  /** Sends with retries and follows redirects (max 5). Rejects with the low-level error on network failure. */
+  /**
+   * Sends with retries and follows redirects (max 5). Rejects with the low-level error on network failure, and
+   * with UNAVAILABLE at once, without any network traffic, while the circuit breaker is open.
+   */
   async send(req: SendRequest): Promise<UpstreamResponse> {
+    const breaker = this.opts.breaker;
+    if (!breaker) return this.sendFollowing(req);
+    const permit = breaker.acquire();
+    if (!permit) throw this.circuitOpen();
+    let res: UpstreamResponse;
+    try {
+      res = await this.sendFollowing(req, permit);
+    } catch (err) {
+      if (req.signal?.aborted) permit.release();
+      else if (err instanceof RegistryError) permit.success(); // about the answer (a redirect loop): it answered
+      else permit.failure(); // below HTTP: connect, DNS, TLS, timeouts, resets
+      throw err;
+    }
+    if (OUTAGE_STATUS.has(res.status)) permit.failure();
+    else permit.success();
+    return res;
+  }
+
+  /** The 503 while the breaker refuses requests; Retry-After: when the next probe may go out. */
+  private circuitOpen(): RegistryError {
+    const s = this.opts.breaker!.status();
+    const wait = Math.max(1, Math.ceil(s.retryInMs / 1000));
+    return new RegistryError(
+      'UNAVAILABLE',
+      `upstream ${this.opts.name}: marked down after repeated failures (circuit breaker ${s.state}); next attempt in ${wait}s`,
+      { detail: { upstream: this.opts.name, breaker: s.state }, headers: { 'Retry-After': String(wait) } },
+    );
+  }
+
+  private async sendFollowing(req: SendRequest, permit?: BreakerPermit): Promise<UpstreamResponse> {
     let { url, method } = req;
     const headers = { ...req.headers };
     for (let hop = 0; ; hop++) {
-      const res = await this.sendWithRetry({ ...req, url, method, headers });
+      const res = await this.sendWithRetry({ ...req, url, method, headers }, permit);
       const location = header(res, 'location');
       if (!REDIRECT_STATUS.has(res.status) || !location) return res;
       await res.body.dump();
@@ -109,9 +157,11 @@ export class Transport {
     }
   }
 
-  private async sendWithRetry(req: SendRequest): Promise<UpstreamResponse> {
+  private async sendWithRetry(req: SendRequest, permit?: BreakerPermit): Promise<UpstreamResponse> {
     for (let attempt = 0; ; attempt++) {
-      const canRetry = attempt < this.delays.length;
+      // Once the breaker has opened (other requests failed meanwhile), retrying only adds load: the probe
+      // alone keeps its retries.
+      const canRetry = attempt < this.delays.length && (permit === undefined || permit.probe || this.opts.breaker?.state === 'closed');
       try {
         const res = await this.once(req);
         if (!RETRY_STATUS.has(res.status) || !canRetry) return res;
@@ -162,6 +212,13 @@ function readCa(name: string, file: string): string {
 function errCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/** A body stream error that means the connection to the upstream broke (not one its reader caused). */
+export function isTransportFailure(err: unknown): boolean {
+  if (err instanceof RegistryError) return false;
+  const code = errCode(err) ?? errCode((err as { cause?: unknown } | null)?.cause);
+  return code !== undefined && OUTAGE_CODES.has(code);
 }
 
 function isRetryable(err: unknown): boolean {

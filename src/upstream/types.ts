@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { BreakerStatus } from './breaker.js';
 
 /**
  * What the proxy layer needs from an upstream registry. Implemented by src/upstream/client.ts.
@@ -7,7 +8,8 @@ import type { Readable } from 'node:stream';
  *  - upstream 404 → MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN (status 404): authoritative "not there";
  *  - 401/403 after auth → UNAUTHORIZED / DENIED; token endpoint failing → UNAUTHORIZED;
  *  - 429 → TOOMANYREQUESTS (Retry-After header copied);
- *  - connect failure, timeouts, resets, 5xx → UNAVAILABLE (503) or UPSTREAM_ERROR (502).
+ *  - connect failure, timeouts, resets, 5xx → UNAVAILABLE (503) or UPSTREAM_ERROR (502);
+ *  - circuit breaker open (src/upstream/breaker.ts) → UNAVAILABLE at once, with Retry-After.
  * Never carries credentials in message/detail.
  */
 export interface ManifestHead {
@@ -47,5 +49,7 @@ export interface Upstream {
   /** All tags (follows pagination). */
   listTags(repo: string, signal?: AbortSignal): Promise<string[]>;
   rateLimit(): RateLimitInfo | undefined;
+  /** The circuit breaker's state (src/upstream/breaker.ts); absent for clients without one. */
+  breaker?(): BreakerStatus;
   close(): Promise<void>;
 }
