@@ -4,7 +4,8 @@ import type { Config } from '../config/types.js';
 import type { MetadataIndex } from '../metadata/index.js';
 import { metadataDir, openMetadata } from '../metadata/open.js';
 import { reconcile } from '../metadata/reconcile.js';
-import type { PullThroughCache } from '../proxy/index.js';
+import type { PullThroughCache, ReferenceLookup } from '../proxy/index.js';
+import { repoName } from '../metadata/types.js';
 import type { ProxyEvents } from '../seams.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { CacheAdmin } from './admin.js';
@@ -25,6 +26,8 @@ export interface CacheLifecycle {
   admin?: CacheAdmin;
   /** Proxy events that keep the index current. */
   events: IndexEvents;
+  /** Whether a cached manifest of upstream/repo references a blob, or the blob was fetched or served for it. */
+  references: ReferenceLookup;
   /** Once the cache policy exists: catch up with storage, then sweep (as leader) and answer the admin API. */
   start(opts: { proxy: PullThroughCache; isLeader?: () => boolean; onRemoved(reason: Reason, blobs: number, bytes: number): void }): void;
   /** The admin API route for the debug listener (state-changing requests pass the admin gate, adminauth.ts). */
@@ -58,6 +61,7 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
 
   const lc: CacheLifecycle = {
     index,
+    references: (u, r, d) => index.repoReferences(u, r, d) || (index.blob(d)?.repos.includes(repoName(u, r)) ?? false),
     events: {
       blobFetched: (u, r, d, size) => index.blobFetched(d, size, u, r, now()),
       blobServed: (u, r, d) => index.blobAccessed(d, u, r, now()),

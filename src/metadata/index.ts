@@ -29,6 +29,8 @@ export class MetadataIndex {
   private readonly blobMap = new Map<string, BlobRecord>();
   private readonly manifestMap = new Map<string, ManifestRecord>();
   private readonly tagMap = new Map<string, TagRecord>();
+  /** `upstream/repo` → digest → how many of its manifests reference it (distribution's repository links). */
+  private readonly repoRefs = new Map<string, Map<string, number>>();
   /** Keys changed since the last flush: `b<digest>`, `m<manifestId>`, `t<tagId>`. */
   private readonly dirty = new Set<string>();
   private total = 0;
@@ -67,10 +69,10 @@ export class MetadataIndex {
 
   private replay(line: Line): void {
     if ('b' in line) this.setBlob(line.b);
-    else if ('m' in line) this.manifestMap.set(manifestId(line.m.upstream, line.m.repo, line.m.digest), line.m);
+    else if ('m' in line) this.setManifest(line.m);
     else if ('t' in line) this.tagMap.set(tagId(line.t.upstream, line.t.repo, line.t.tag), line.t);
     else if ('-b' in line) this.dropBlob(line['-b']);
-    else if ('-m' in line) this.manifestMap.delete(line['-m']);
+    else if ('-m' in line) this.dropManifest(line['-m']);
     else if ('-t' in line) this.tagMap.delete(line['-t']);
   }
 
@@ -109,6 +111,36 @@ export class MetadataIndex {
     this.blobMap.set(rec.digest, rec);
   }
 
+  private setManifest(rec: ManifestRecord): void {
+    const id = manifestId(rec.upstream, rec.repo, rec.digest);
+    this.dropManifest(id);
+    this.manifestMap.set(id, rec);
+    const name = repoName(rec.upstream, rec.repo);
+    let refs = this.repoRefs.get(name);
+    if (!refs) this.repoRefs.set(name, (refs = new Map()));
+    for (const d of new Set([rec.digest, ...rec.refs])) refs.set(d, (refs.get(d) ?? 0) + 1);
+  }
+
+  private dropManifest(id: string): void {
+    const old = this.manifestMap.get(id);
+    if (!old) return;
+    this.manifestMap.delete(id);
+    const name = repoName(old.upstream, old.repo);
+    const refs = this.repoRefs.get(name);
+    if (!refs) return;
+    for (const d of new Set([old.digest, ...old.refs])) {
+      const n = (refs.get(d) ?? 1) - 1;
+      if (n > 0) refs.set(d, n);
+      else refs.delete(d);
+    }
+    if (refs.size === 0) this.repoRefs.delete(name);
+  }
+
+  /** Whether a manifest of `upstream/repo` in the cache is, or references, `digest`. */
+  repoReferences(upstream: string, repo: string, digest: string): boolean {
+    return this.repoRefs.get(repoName(upstream, repo))?.has(digest) ?? false;
+  }
+
   private dropBlob(digest: string): void {
     const old = this.blobMap.get(digest);
     if (!old) return;
@@ -122,9 +154,8 @@ export class MetadataIndex {
   }
 
   putManifest(rec: ManifestRecord): void {
-    const id = manifestId(rec.upstream, rec.repo, rec.digest);
-    this.manifestMap.set(id, rec);
-    this.dirty.add(`m${id}`);
+    this.setManifest(rec);
+    this.dirty.add(`m${manifestId(rec.upstream, rec.repo, rec.digest)}`);
   }
 
   putTag(rec: TagRecord): void {
@@ -140,7 +171,7 @@ export class MetadataIndex {
 
   removeManifest(upstream: string, repo: string, digest: string): void {
     const id = manifestId(upstream, repo, digest);
-    this.manifestMap.delete(id);
+    this.dropManifest(id);
     this.dirty.add(`m${id}`);
   }
 

@@ -5,6 +5,7 @@ import type { ByteRange, CacheResult, Coordinator, ProxyEvents } from '../seams.
 import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
 import { Download } from './download.js';
+import { BlobScopes } from './scope.js';
 
 
 export type BlobSource =
@@ -33,7 +34,19 @@ export class BlobCache {
     private readonly storage: BlobStore,
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
+    private readonly scopes: BlobScopes = new BlobScopes(),
   ) {}
+
+  /**
+   * A blob we hold (stored or in flight) is served for upstream/repo only when that repository is known to
+   * reference it; otherwise the upstream is asked (a HEAD with its credentials) and its error, if any, is the
+   * answer — exactly as for a blob we do not hold.
+   */
+  private async ensureScoped(upstream: Upstream, repo: string, digest: string): Promise<void> {
+    if (this.scopes.knows(upstream.name, repo, digest)) return;
+    await upstream.headBlob(repo, digest);
+    this.scopes.confirm(upstream.name, repo, digest);
+  }
 
   /** Cross-replica coordination of upstream fetches (redis); undefined: this process alone. */
   setCoordinator(coordinator: Coordinator | undefined): void {
@@ -54,13 +67,20 @@ export class BlobCache {
   /** Size of a blob without reading it: from storage, an in-flight download, or an upstream HEAD. */
   async stat(upstream: Upstream, repo: string, digest: string): Promise<{ size: number; result: CacheResult }> {
     const st = await this.storage.statBlob(digest);
-    if (st) return { size: st.size, result: 'hit' };
+    if (st) {
+      await this.ensureScoped(upstream, repo, digest);
+      return { size: st.size, result: 'hit' };
+    }
     const running = this.inflight.get(digest);
     if (running) {
       const dl = await running.catch(() => undefined);
-      if (dl?.size != null) return { size: dl.size, result: 'coalesced' };
+      if (dl?.size != null) {
+        await this.ensureScoped(upstream, repo, digest);
+        return { size: dl.size, result: 'coalesced' };
+      }
     }
     const head = await upstream.headBlob(repo, digest);
+    this.scopes.confirm(upstream.name, repo, digest);
     return { size: head.size, result: 'miss' };
   }
 
@@ -105,10 +125,16 @@ export class BlobCache {
 
   private async lookup(upstream: Upstream, repo: string, digest: string): Promise<BlobSource> {
     const hit = await this.stored(digest, 'hit');
-    if (hit) return hit;
+    if (hit) {
+      await this.ensureScoped(upstream, repo, digest);
+      return hit;
+    }
     let result: CacheResult = 'coalesced';
     let pending = this.inflight.get(digest);
-    if (!pending) {
+    if (pending) {
+      await this.ensureScoped(upstream, repo, digest);
+      this.events.coalesced('blob');
+    } else {
       result = 'miss';
       pending = this.coordinator
         ? this.fetchCoordinated(upstream, repo, digest, this.coordinator)
@@ -116,8 +142,6 @@ export class BlobCache {
       this.inflight.set(digest, pending);
       const done = (): boolean => this.inflight.delete(digest);
       pending.then((dl) => (dl ? dl.finished.then(done, done) : done()), done);
-    } else {
-      this.events.coalesced('blob');
     }
     const dl = await pending;
     if (!dl || !dl.isRunning) {
@@ -166,6 +190,7 @@ export class BlobCache {
 
   private async startDownload(upstream: Upstream, repo: string, digest: string): Promise<Download> {
     const resp = await upstream.getBlob(repo, digest);
+    this.scopes.confirm(upstream.name, repo, digest);
     let writer;
     try {
       writer = await this.storage.createBlobWriter(digest);

@@ -4,10 +4,12 @@ import type { BlobStore } from '../storage/blobstore.js';
 import { repoOfKey } from '../storage/keys.js';
 import type { Upstream } from '../upstream/types.js';
 import { BlobCache } from './blobs.js';
+import { BlobScopes } from './scope.js';
 import { ManifestCache } from './manifests.js';
 import { TagLists } from './tags.js';
 import { noopEvents, type ProxyEvents } from '../seams.js';
 export type { BlobSource } from './blobs.js';
+export { BlobScopes, type ReferenceLookup } from './scope.js';
 export type { ManifestResult } from './manifests.js';
 
 /** An upstream client with its configuration (freshness window, allow/deny, routing). */
@@ -26,8 +28,10 @@ export class PullThroughCache {
     readonly storage: BlobStore,
     logger: Logger,
     events: ProxyEvents = noopEvents,
+    /** Which repositories a cached blob may be served for (default: those confirmed by their upstream). */
+    scopes: BlobScopes = new BlobScopes(),
   ) {
-    this.blobs = new BlobCache(storage, logger, events);
+    this.blobs = new BlobCache(storage, logger, events, scopes);
     this.manifests = new ManifestCache(storage, logger, events);
     this.tags = new TagLists(storage, logger, events);
   }

@@ -4,7 +4,7 @@ import type { Config } from '../config/types.js';
 import { openLifecycle, type CacheLifecycle } from '../lifecycle/runtime.js';
 import { listenOn } from '../net/listen.js';
 import { Observability } from '../observability/index.js';
-import { PullThroughCache, type UpstreamHandle } from '../proxy/index.js';
+import { BlobScopes, PullThroughCache, type UpstreamHandle } from '../proxy/index.js';
 import { RegistryApi } from '../registry/api.js';
 import { UpstreamRouter } from '../registry/router.js';
 import type { ProxyEvents } from '../seams.js';
@@ -55,7 +55,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
   const lifecycle = disposers.use(await openLifecycle(config, storage, logger), (l) => l.close());
 
   const events: ProxyEvents = { ...observability.metrics.events, ...lifecycle.events };
-  const proxy = new PullThroughCache(storage, logger, events);
+  const proxy = new PullThroughCache(storage, logger, events, new BlobScopes(lifecycle.references));
   // Runs after the upstream clients closed (below): downloads they cut off fail and remove their temp files.
   disposers.defer(() => Promise.race([proxy.blobs.drain(), delay(ABORTED_DOWNLOADS_GRACE_MS)]));
 
