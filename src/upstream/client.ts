@@ -114,6 +114,10 @@ class UpstreamClient implements Upstream {
     const contentType = header(res, 'content-type');
     const size = parseContentLength(header(res, 'content-length'));
     let digest = header(res, 'docker-content-digest');
+    if (digest && !parseDigest(digest)) {
+      this.logger.warn({ repo, ref, claimed: digest.slice(0, 100) }, 'upstream sent a malformed Docker-Content-Digest on HEAD; asking for the manifest');
+      digest = undefined;
+    }
     if (!digest && parseDigest(ref)) digest = ref;
     if (!digest || size === null || !isManifestMediaType(contentType)) {
       // Some registries omit these on HEAD: ask for the manifest itself.
