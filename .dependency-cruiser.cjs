@@ -13,7 +13,7 @@ const LAYERS = [
   ['metadata', 'upstream', 'auth'],
   ['storage', 'tls', 'log.ts'],
   ['config', 'clientconfig'],
-  ['oci', 'net', 'errors.ts', 'seams.ts'],
+  ['oci', 'net', 'util', 'errors.ts', 'seams.ts'],
 ];
 
 const path = (name) => (name.endsWith('.ts') ? `^src/${name.replace('.', '\\.')}$` : `^src/${name}/`);

@@ -31,6 +31,12 @@ export const EMBEDDED_DEFAULT = '(embedded default)';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 /** Where storage goes when the config names no storage driver at all (resolved against the cwd). */
 export const DEFAULT_ROOT = './data';
+/**
+ * An upstream 404 is remembered this long: a client scanning names (or retrying a typo) costs one upstream
+ * request per name and window, not one per request; short enough that a just-pushed image appears quickly.
+ */
+const DEFAULT_NEGATIVE_TTL_MS = 15_000;
+
 /** distribution's filesystem driver default, used when `storage.filesystem` omits rootdirectory. */
 const DISTRIBUTION_FS_ROOT = '/var/lib/registry';
 const MIN_S3_CHUNK = 5 * 1024 * 1024;
@@ -230,6 +236,7 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
     upstreams,
     regcache: {
       requireauth: rc.requireauth ?? false,
+      negativeTtlMs: rc.negativettl ?? DEFAULT_NEGATIVE_TTL_MS,
       acme: buildAcme(rc.acme, problem),
       cache: defined({ maxsizeBytes: rc.cache?.maxsize, lowwatermark: rc.cache?.lowwatermark ?? 0.9 }),
       ...(rc.trustproxy !== undefined && { trustproxy: rc.trustproxy }),

@@ -318,6 +318,7 @@ export const fileSchema = z.object({
     connections: int(1).optional(),
     authhosts: strList().optional(),
     requireauth: bool().optional(),
+    negativettl: duration().optional(),
     acme: opt({
       challenge: oneOf({ 'tls-alpn-01': 'tls-alpn-01', 'http-01': 'http-01', 'dns-01': 'dns-01' } as const).optional(),
       httpaddr: str().optional(),

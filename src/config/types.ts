@@ -111,6 +111,8 @@ export interface Config {
       cafile?: string;
     };
     cache: { maxsizeBytes?: number; lowwatermark: number };
+    /** regcache.negativettl: how long an upstream 404 (unknown repository, tag or blob) is answered from memory. 0: never. */
+    negativeTtlMs: number;
     /**
      * regcache.admin.tokenfile (absolute): a file whose trimmed content is the bearer token every state-changing
      * admin request (POST /admin/...) must send. Absent: those work only on a loopback debug listener.

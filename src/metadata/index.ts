@@ -192,7 +192,7 @@ export class MetadataIndex {
       fetchedAt: at,
       lastAccess: at,
       upstream,
-      repos: repos.includes(name) ? repos : [...repos, name],
+      repos: withRepo([...repos], name),
     });
   }
 
@@ -201,8 +201,7 @@ export class MetadataIndex {
     const rec = this.blobMap.get(digest);
     if (!rec) return;
     rec.lastAccess = at;
-    const name = repoName(upstream, repo);
-    if (!rec.repos.includes(name)) rec.repos.push(name);
+    withRepo(rec.repos, repoName(upstream, repo));
     this.dirty.add(`b${digest}`);
   }
 
@@ -297,4 +296,18 @@ export class MetadataIndex {
     await this.flush();
     await this.journal?.close();
   }
+}
+
+/**
+ * Repositories remembered per blob, most recent last. Bounded: a base layer pulled under thousands of names (or
+ * names a client invents that the upstream confirms) must not grow the index and journal without limit; a
+ * forgotten name is confirmed with the upstream again (see src/proxy/scope.ts).
+ */
+export const REPOS_PER_BLOB = 64;
+
+function withRepo(repos: string[], name: string): string[] {
+  if (repos.includes(name)) return repos;
+  repos.push(name);
+  if (repos.length > REPOS_PER_BLOB) repos.splice(0, repos.length - REPOS_PER_BLOB);
+  return repos;
 }

@@ -6,6 +6,7 @@ import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
 import { Download } from './download.js';
 import { BlobScopes } from './scope.js';
+import { NegativeCache } from './negative.js';
 
 
 export type BlobSource =
@@ -35,6 +36,7 @@ export class BlobCache {
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
     private readonly scopes: BlobScopes = new BlobScopes(),
+    private readonly negative: NegativeCache = new NegativeCache(0),
   ) {}
 
   /**
@@ -44,7 +46,7 @@ export class BlobCache {
    */
   private async ensureScoped(upstream: Upstream, repo: string, digest: string): Promise<void> {
     if (this.scopes.knows(upstream.name, repo, digest)) return;
-    await upstream.headBlob(repo, digest);
+    await this.headUpstream(upstream, repo, digest);
     this.scopes.confirm(upstream.name, repo, digest);
   }
 
@@ -79,9 +81,13 @@ export class BlobCache {
         return { size: dl.size, result: 'coalesced' };
       }
     }
-    const head = await upstream.headBlob(repo, digest);
+    const head = await this.headUpstream(upstream, repo, digest);
     this.scopes.confirm(upstream.name, repo, digest);
     return { size: head.size, result: 'miss' };
+  }
+
+  private headUpstream(upstream: Upstream, repo: string, digest: string): Promise<{ size: number }> {
+    return this.negative.run(`${upstream.name}/${repo}@${digest}`, () => upstream.headBlob(repo, digest));
   }
 
   /** True while the blob is being fetched or served: the lifecycle sweeper leaves it alone. */
@@ -189,7 +195,7 @@ export class BlobCache {
   }
 
   private async startDownload(upstream: Upstream, repo: string, digest: string): Promise<Download> {
-    const resp = await upstream.getBlob(repo, digest);
+    const resp = await this.negative.run(`${upstream.name}/${repo}@${digest}`, () => upstream.getBlob(repo, digest));
     this.scopes.confirm(upstream.name, repo, digest);
     let writer;
     try {

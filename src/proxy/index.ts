@@ -5,6 +5,7 @@ import { repoOfKey } from '../storage/keys.js';
 import type { Upstream } from '../upstream/types.js';
 import { BlobCache } from './blobs.js';
 import { BlobScopes } from './scope.js';
+import { NegativeCache } from './negative.js';
 import { ManifestCache } from './manifests.js';
 import { TagLists } from './tags.js';
 import { noopEvents, type ProxyEvents } from '../seams.js';
@@ -28,12 +29,17 @@ export class PullThroughCache {
     readonly storage: BlobStore,
     logger: Logger,
     events: ProxyEvents = noopEvents,
-    /** Which repositories a cached blob may be served for (default: those confirmed by their upstream). */
-    scopes: BlobScopes = new BlobScopes(),
+    opts: {
+      /** Which repositories a cached blob may be served for (default: those confirmed by their upstream). */
+      scopes?: BlobScopes;
+      /** regcache.negativettl (default 0: upstream 404s are not remembered). */
+      negativeTtlMs?: number;
+    } = {},
   ) {
-    this.blobs = new BlobCache(storage, logger, events, scopes);
-    this.manifests = new ManifestCache(storage, logger, events);
-    this.tags = new TagLists(storage, logger, events);
+    const negative = new NegativeCache(opts.negativeTtlMs ?? 0);
+    this.blobs = new BlobCache(storage, logger, events, opts.scopes ?? new BlobScopes(), negative);
+    this.manifests = new ManifestCache(storage, logger, events, negative);
+    this.tags = new TagLists(storage, logger, events, negative);
   }
 
   /** Repositories present in the cache, per upstream name. */

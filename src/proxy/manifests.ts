@@ -5,8 +5,9 @@ import { manifestLinkKey, tagKey } from '../storage/keys.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
 import type { CacheResult, ProxyEvents } from '../seams.js';
-import { MemoryLru } from './lru.js';
+import { MemoryLru } from '../util/lru.js';
 import { parseRecord } from './records.js';
+import { NegativeCache } from './negative.js';
 
 export interface ManifestEntry {
   bytes: Buffer;
@@ -41,6 +42,8 @@ const isManifestLink = (l: Partial<ManifestLink>) => typeof l.mediaType === 'str
  * small host's memory is not at risk.
  */
 const MANIFEST_MEMORY_BYTES = 64 * 1024 * 1024;
+/** Tag records kept in memory at most (~200 bytes each). */
+const TAG_RECORDS_MAX = 50_000;
 
 /** Upstream failures that justify serving what we have (stale-if-error); a 404 is an answer, not a failure. */
 function isUpstreamFailure(e: unknown): boolean {
@@ -57,13 +60,15 @@ function isUpstreamFailure(e: unknown): boolean {
  */
 export class ManifestCache {
   private readonly inflight = new Map<string, Promise<ManifestResult>>();
-  private readonly tags = new Map<string, TagRecord>();
+  /** Tag records read or written recently; the rest stay in storage. */
+  private readonly tags = new MemoryLru<TagRecord>(TAG_RECORDS_MAX, () => 1);
   private readonly memory = new MemoryLru<ManifestEntry>(MANIFEST_MEMORY_BYTES, (e) => e.bytes.length);
 
   constructor(
     private readonly storage: BlobStore,
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
+    private readonly negative: NegativeCache = new NegativeCache(0),
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -124,7 +129,7 @@ export class ManifestCache {
   private async byDigest(upstream: Upstream, repo: string, digest: string): Promise<ManifestResult> {
     const hit = await this.cached(upstream.name, repo, digest);
     if (hit) return { ...hit, result: 'hit' };
-    const m = await upstream.getManifest(repo, digest);
+    const m = await this.negative.run(`${upstream.name}/${repo}@${digest}`, () => upstream.getManifest(repo, digest));
     await this.store(upstream.name, repo, m);
     return { ...m, result: 'miss' };
   }
@@ -137,7 +142,7 @@ export class ManifestCache {
 
     let head;
     try {
-      head = await upstream.headManifest(repo, tag);
+      head = await this.negative.run(`${upstream.name}/${repo}:${tag}`, () => upstream.headManifest(repo, tag));
     } catch (e) {
       if (cached && isUpstreamFailure(e)) return this.stale(upstream.name, repo, tag, cached, e);
       throw e;

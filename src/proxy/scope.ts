@@ -1,4 +1,4 @@
-import { MemoryLru } from './lru.js';
+import { MemoryLru } from '../util/lru.js';
 
 /**
  * Upstream confirmations remembered in memory (a HEAD of the blob for that repository succeeded). Bounded: a

@@ -5,6 +5,7 @@ import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
 import type { CacheResult, ProxyEvents } from '../seams.js';
 import { parseRecord } from './records.js';
+import { NegativeCache } from './negative.js';
 
 interface TagList {
   tags: string[];
@@ -22,6 +23,7 @@ export class TagLists {
     private readonly storage: BlobStore,
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
+    private readonly negative: NegativeCache = new NegativeCache(0),
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -41,7 +43,7 @@ export class TagLists {
     const last = parseRecord<TagList>(saved, (l) => Array.isArray(l.tags) && l.tags.every((t) => typeof t === 'string') && typeof l.fetchedAt === 'number');
     if (last && this.now() - last.fetchedAt < freshnessMs) return { tags: last.tags, result: 'hit' };
     try {
-      const tags = await upstream.listTags(repo);
+      const tags = await this.negative.run(`${upstream.name}/${repo}/tags`, () => upstream.listTags(repo));
       await this.storage.putObject(lkey, Buffer.from(JSON.stringify({ tags, fetchedAt: this.now() } satisfies TagList)));
       return { tags, result: 'miss' };
     } catch (e) {

@@ -55,7 +55,10 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
   const lifecycle = disposers.use(await openLifecycle(config, storage, logger), (l) => l.close());
 
   const events: ProxyEvents = { ...observability.metrics.events, ...lifecycle.events };
-  const proxy = new PullThroughCache(storage, logger, events, new BlobScopes(lifecycle.references));
+  const proxy = new PullThroughCache(storage, logger, events, {
+    scopes: new BlobScopes(lifecycle.references),
+    negativeTtlMs: config.regcache.negativeTtlMs,
+  });
   // Runs after the upstream clients closed (below): downloads they cut off fail and remove their temp files.
   disposers.defer(() => Promise.race([proxy.blobs.drain(), delay(ABORTED_DOWNLOADS_GRACE_MS)]));
 

@@ -4,6 +4,10 @@ import { readLimited } from './body.js';
 import { parseChallenges } from './challenge.js';
 import { describe } from './failures.js';
 import type { Transport } from './transport.js';
+import { MemoryLru } from '../util/lru.js';
+
+/** Upstream tokens kept at most (one per repository scope); a forgotten one is fetched again. */
+const TOKENS_MAX = 1000;
 
 export interface AuthOptions {
   /** Upstream name for messages. */
@@ -41,7 +45,8 @@ export function pullScope(repo: string): string {
 export class Authenticator {
   private basic = false;
   private bearer: { realm: URL; service?: string } | undefined;
-  private readonly tokens = new Map<string, CachedToken>();
+  /** Per scope (repository): bounded, so that clients inventing names cannot grow it. */
+  private readonly tokens = new MemoryLru<CachedToken>(TOKENS_MAX, () => 1);
   private readonly inflight = new Map<string, Promise<string>>();
   private readonly warnedRealms = new Set<string>();
   private username: string | undefined;

@@ -67,7 +67,7 @@ describe('DESIGN.md reference config', () => {
           authhosts: ['auth.docker.io'],
         },
       ],
-      regcache: { requireauth: false, acme: { challenge: 'tls-alpn-01', httpaddr: ':80' }, cache: { lowwatermark: 0.9 } },
+      regcache: { requireauth: false, negativeTtlMs: 15_000, acme: { challenge: 'tls-alpn-01', httpaddr: ':80' }, cache: { lowwatermark: 0.9 } },
     });
   });
 

@@ -30,6 +30,15 @@ export class MemoryLru<V> {
     }
   }
 
+  clear(): void {
+    this.map.clear();
+    this.total = 0;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
   delete(key: string): void {
     const old = this.map.get(key);
     if (old !== undefined) {
