@@ -92,7 +92,7 @@ async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Config) =>
   if (holder !== undefined) {
     if (!config.http.debug) {
       throw new Error(
-        `regcache (pid ${holder}) is running on this storage; set http.debug.addr in its config to manage its cache through the admin API, or pass --admin URL`,
+        `regcache (pid ${holder.pid}) is running on this storage; set http.debug.addr in its config to manage its cache through the admin API, or pass --admin URL`,
       );
     }
     return fn(new AdminClient(localUrl(config.http.debug.addr), token), config);
@@ -102,7 +102,7 @@ async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Config) =>
   const storage = await openStorage(config.storage);
   const meta = await openMetadata(dir);
   try {
-    if (!meta.owner) throw new Error(`regcache (pid ${meta.heldBy}) started meanwhile; try again`);
+    if (!meta.owner) throw new Error(`regcache (pid ${meta.heldBy?.pid}) started meanwhile; try again`);
     await reconcile(meta.index, storage);
     const admin = new CacheAdmin({
       index: meta.index,

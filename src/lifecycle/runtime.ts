@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { MetadataIndex } from '../metadata/index.js';
-import { metadataDir, openMetadata } from '../metadata/open.js';
+import { LOCK_REFRESH_MS } from '../metadata/lock.js';
+import { metadataDir, openMetadata, tryTakeOver } from '../metadata/open.js';
 import { reconcile } from '../metadata/reconcile.js';
 import type { PullThroughCache, ReferenceLookup } from '../proxy/index.js';
 import { repoName } from '../metadata/types.js';
@@ -51,51 +52,79 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
   const log = logger.child({ component: 'lifecycle' });
   // First: an unusable admin token file stops the start before anything is opened.
   const gate = await createAdminGate(config, log);
-  const meta = await openMetadata(metadataDir(config.storage), log);
+  const dir = metadataDir(config.storage);
+  let meta = await openMetadata(dir, log);
   if (!meta.owner) {
-    log.warn({ pid: meta.heldBy }, 'another regcache process manages this storage (metadata lock held): this one serves only, no eviction');
+    log.warn({ holder: meta.heldBy }, 'another regcache process manages this storage (metadata lock held): this one serves only, no eviction');
   }
-  const { index } = meta;
   const now = Date.now;
   let closed = false;
+  let takeOver: NodeJS.Timeout | undefined;
 
   const lc: CacheLifecycle = {
-    index,
-    references: (u, r, d) => index.repoReferences(u, r, d) || (index.blob(d)?.repos.includes(repoName(u, r)) ?? false),
+    index: meta.index,
+    references: (u, r, d) => lc.index.repoReferences(u, r, d) || (lc.index.blob(d)?.repos.includes(repoName(u, r)) ?? false),
     events: {
-      blobFetched: (u, r, d, size) => index.blobFetched(d, size, u, r, now()),
-      blobServed: (u, r, d) => index.blobAccessed(d, u, r, now()),
-      manifestFetched: (u, r, d, mediaType, bytes) => index.manifestFetched(u, r, d, mediaType, bytes, now()),
-      manifestServed: (u, r, d) => index.manifestAccessed(u, r, d, now()),
-      tagValidated: (u, r, t, d) => index.tagValidated(u, r, t, d, now()),
+      blobFetched: (u, r, d, size) => lc.index.blobFetched(d, size, u, r, now()),
+      blobServed: (u, r, d) => lc.index.blobAccessed(d, u, r, now()),
+      manifestFetched: (u, r, d, mediaType, bytes) => lc.index.manifestFetched(u, r, d, mediaType, bytes, now()),
+      manifestServed: (u, r, d) => lc.index.manifestAccessed(u, r, d, now()),
+      tagValidated: (u, r, t, d) => lc.index.tagValidated(u, r, t, d, now()),
     },
 
     start({ proxy, isLeader, onRemoved }) {
-      const ctx = {
-        index,
-        storage,
-        live: liveCacheOf(proxy),
-        logger: log,
-        ttlOf: ttlResolver(config),
-        maxSizeBytes: config.regcache.cache.maxsizeBytes,
-        lowWatermark: config.regcache.cache.lowwatermark,
-        onRemoved,
-        serial: new Serial(),
+      const manage = (): void => {
+        const ctx = {
+          index: lc.index,
+          storage,
+          live: liveCacheOf(proxy),
+          logger: log,
+          ttlOf: ttlResolver(config),
+          maxSizeBytes: config.regcache.cache.maxsizeBytes,
+          lowWatermark: config.regcache.cache.lowwatermark,
+          onRemoved,
+          serial: new Serial(),
+        };
+        if (meta.owner) {
+          lc.admin = new CacheAdmin(ctx);
+          lc.sweeper = new Sweeper({ ...ctx, ttlIntervalMs: ttlInterval(config.upstreams.map((u) => u.ttlMs)), isLeader });
+        }
+        // Storage is the truth: catch up with what a crash lost (or rebuild from scratch), then start sweeping.
+        const index = lc.index;
+        const rebuilding = index.isEmpty;
+        void reconcile(index, storage, now).then(
+          (r) => {
+            const changed = Object.values(r).some((n) => n > 0);
+            if (changed) log.info({ ...r, rebuild: rebuilding }, rebuilding ? 'metadata index rebuilt from storage' : 'metadata index reconciled with storage');
+            if (!closed) lc.sweeper?.start();
+          },
+          (e: unknown) => log.error({ err: (e as Error).message }, 'metadata scan of storage failed; eviction disabled'),
+        );
       };
-      if (meta.owner) {
-        lc.admin = new CacheAdmin(ctx);
-        lc.sweeper = new Sweeper({ ...ctx, ttlIntervalMs: ttlInterval(config.upstreams.map((u) => u.ttlMs)), isLeader });
-      }
-      // Storage is the truth: catch up with what a crash lost (or rebuild from scratch), then start sweeping.
-      const rebuilding = index.isEmpty;
-      void reconcile(index, storage, now).then(
-        (r) => {
-          const changed = Object.values(r).some((n) => n > 0);
-          if (changed) log.info({ ...r, rebuild: rebuilding }, rebuilding ? 'metadata index rebuilt from storage' : 'metadata index reconciled with storage');
-          if (!closed) lc.sweeper?.start();
-        },
-        (e: unknown) => log.error({ err: (e as Error).message }, 'metadata scan of storage failed; eviction disabled'),
-      );
+      manage();
+      if (meta.owner || !dir) return;
+      // Serving only: the holder may be gone without a trace (a crashed server in another container is seen
+      // as gone only when its lock goes stale). Take the cache's lifecycle over then.
+      let trying = false;
+      takeOver = setInterval(() => {
+        if (trying || closed) return;
+        trying = true;
+        void tryTakeOver(dir, log)
+          .then(async (owned) => {
+            if (!owned) return;
+            if (closed) return owned.close();
+            clearInterval(takeOver);
+            const shared = meta;
+            meta = owned;
+            lc.index = owned.index;
+            await shared.close();
+            log.info('the process that managed this storage is gone: this one manages the cache now');
+            manage();
+          })
+          .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'taking the metadata lock over failed'))
+          .finally(() => (trying = false));
+      }, LOCK_REFRESH_MS);
+      takeOver.unref();
     },
 
     adminRoute(req, res, url) {
@@ -104,6 +133,7 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
 
     async close() {
       closed = true;
+      clearInterval(takeOver);
       await lc.sweeper?.stop();
       await meta.close();
     },

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { StorageConfig } from '../config/types.js';
 import { MetadataIndex } from './index.js';
-import { acquireLock, type MetadataLock } from './lock.js';
+import { acquireLock, type LockHolder, type MetadataLock } from './lock.js';
 
 /** Where the embedded index lives: `<rootdirectory>/_metadata` for filesystem storage; other drivers keep it in memory. */
 export function metadataDir(storage: StorageConfig): string | undefined {
@@ -13,8 +13,8 @@ export interface OpenedMetadata {
   index: MetadataIndex;
   /** This process owns the index (journal + lifecycle). False: another live process does; ours is memory-only. */
   owner: boolean;
-  /** Pid of the owner when it is another process. */
-  heldBy?: number;
+  /** The owner when it is another process. */
+  heldBy?: LockHolder;
   close(): Promise<void>;
 }
 
@@ -25,10 +25,27 @@ export async function openMetadata(dir: string | undefined, logger?: Logger, opt
     return { index, owner: true, close: () => index.close() };
   }
   const lock = await acquireLock(dir);
-  if ('heldBy' in lock) {
-    const index = await MetadataIndex.open({ logger });
-    return { index, owner: false, heldBy: lock.heldBy, close: () => index.close() };
-  }
+  return 'heldBy' in lock ? openShared(lock.heldBy, logger) : openOwned(dir, lock, logger, opts);
+}
+
+/** The index of a process that only serves: in memory, rebuilt from storage by the caller. */
+async function openShared(heldBy: LockHolder, logger?: Logger): Promise<OpenedMetadata> {
+  const index = await MetadataIndex.open({ logger });
+  return { index, owner: false, heldBy, close: () => index.close() };
+}
+
+/**
+ * For a process that only serves: takes the lock over once its holder is gone (a crashed server in another
+ * container is only known to be gone when its lock goes stale). Resolves with the owned index, or undefined
+ * while the lock is held.
+ */
+export async function tryTakeOver(dir: string, logger?: Logger, opts: { flushIntervalMs?: number } = {}): Promise<OpenedMetadata | undefined> {
+  const lock = await acquireLock(dir);
+  if ('heldBy' in lock) return undefined;
+  return openOwned(dir, lock, logger, opts);
+}
+
+async function openOwned(dir: string, lock: MetadataLock, logger?: Logger, opts: { flushIntervalMs?: number } = {}): Promise<OpenedMetadata> {
   let index: MetadataIndex;
   try {
     index = await MetadataIndex.open({ dir, logger, flushIntervalMs: opts.flushIntervalMs });

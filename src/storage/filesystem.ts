@@ -5,7 +5,7 @@ import path from 'node:path';
 import { RegistryError } from '../errors.js';
 import type { ByteRange, CleanupReport, ObjectDriver, ObjectWriter } from '../seams.js';
 import { FileRangeStream } from './filerange.js';
-import { isLeftover, ownedName } from './owner.js';
+import { isLeftover, ownedName } from '../util/owner.js';
 
 const UPLOADS = '_uploads';
 /**

@@ -1,7 +1,7 @@
 import { mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { RegistryError } from '../errors.js';
-import { isLeftover, ownedName } from './owner.js';
+import { isLeftover, ownedName } from '../util/owner.js';
 
 /** A spool file of another namespace untouched this long is a leftover (see owner.ts). */
 export const STALE_SPOOL_MS = 10 * 60 * 1000;

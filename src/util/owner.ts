@@ -24,12 +24,20 @@ function tryRead(fn: () => string | undefined): string | undefined {
 
 const NAMESPACE = namespaceTag();
 
-/** A fresh temp-file name that carries its owner: `<boot>.<pidns>.<pid>-<uuid>`. */
-export function ownedName(): string {
-  return `${NAMESPACE}.${process.pid}-${randomUUID()}`;
+/** This process on a shared volume: `<boot>.<pidns>.<pid>`. */
+export const OWNER = `${NAMESPACE}.${process.pid}`;
+
+/** Whether `owner` (an OWNER of some process) is a process of our pid namespace, whose pid we can check. */
+export function sameNamespace(owner: string): boolean {
+  return owner.startsWith(`${NAMESPACE}.`);
 }
 
-function isAlive(pid: number): boolean {
+/** A fresh temp-file name that carries its owner: `<boot>.<pidns>.<pid>-<uuid>`. */
+export function ownedName(): string {
+  return `${OWNER}-${randomUUID()}`;
+}
+
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
