@@ -173,6 +173,9 @@ export class HtpasswdAuthenticator {
     await this.watch?.check();
   }
 
+  /** bcrypt comparisons run so far: the expensive part of a login, shared and cached (tests, diagnostics). */
+  bcryptRuns = 0;
+
   private async verify(user: string, password: string): Promise<boolean> {
     const passwordSha256 = crypto.createHash('sha256').update(password).digest();
     const cached = this.cache.get(user);
@@ -185,6 +188,7 @@ export class HtpasswdAuthenticator {
     let run = this.inflight.get(key);
     if (!run) {
       const generation = this.generation;
+      this.bcryptRuns++;
       run = bcrypt
         .compare(password, hash ?? this.dummyHash)
         .then((ok) => {
