@@ -303,7 +303,7 @@ export class MetadataIndex {
  * names a client invents that the upstream confirms) must not grow the index and journal without limit; a
  * forgotten name is confirmed with the upstream again (see src/proxy/scope.ts).
  */
-export const REPOS_PER_BLOB = 64;
+const REPOS_PER_BLOB = 64;
 
 function withRepo(repos: string[], name: string): string[] {
   if (repos.includes(name)) return repos;

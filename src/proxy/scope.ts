@@ -6,7 +6,7 @@ import { MemoryLru } from '../util/lru.js';
  */
 const CONFIRMATIONS_MAX = 10_000;
 /** A confirmation expires after this long, so that a repository deleted or made private upstream stops being served. */
-export const CONFIRMATION_TTL_MS = 60 * 60 * 1000;
+const CONFIRMATION_TTL_MS = 60 * 60 * 1000;
 
 /** Whether the cache holds a manifest of `upstream/repo` that is or references `digest` (the metadata index). */
 export type ReferenceLookup = (upstream: string, repo: string, digest: string) => boolean;

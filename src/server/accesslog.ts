@@ -22,7 +22,7 @@ export interface AccessLogOptions {
   clientAddress?: (req: IncomingMessage) => string | undefined;
 }
 
-export function routeLabel(pathname: string): string {
+function routeLabel(pathname: string): string {
   if (pathname === '/v2/' || pathname === '/v2') return 'base';
   const m = /\/(manifests|blobs|tags|referrers|_catalog)(?:\/|$)/.exec(pathname);
   return m ? m[1]! : 'other';

@@ -10,7 +10,7 @@ const SMALL_CHUNK = 64 * 1024;
  * pooled). 1,000 slow clients of large blobs then cost this much, not a megabyte or two each. Above
  * ~2,000 stalled clients (2 × SMALL_CHUNK each) new responses wait for buffers, in arrival order.
  */
-export const RESPONSE_BUFFER_BUDGET = 256 * 1024 * 1024;
+const RESPONSE_BUFFER_BUDGET = 256 * 1024 * 1024;
 /** Writes outstanding per response: one being sent while the next is read. */
 const IN_FLIGHT = 2;
 /** The pools are dropped after this long without blob traffic, so idle memory returns to baseline. */

@@ -12,7 +12,7 @@ export type StorageObserver = (driver: string, op: StorageOp, seconds: number, f
  * Refuses keys that could address anything outside a driver's root: empty, absolute, with empty, `.` or
  * `..` segments, backslashes or NUL.
  */
-export function checkKey(key: string): string {
+function checkKey(key: string): string {
   if (!key || key.includes('\\') || key.includes('\0') || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
     throw new RegistryError('NAME_INVALID', 'invalid storage key');
   }

@@ -13,7 +13,7 @@ const UPLOADS = '_uploads';
  * a leftover. Live downloads write continuously, and a stalled one is cut off by the upstream idle timeout
  * long before this.
  */
-export const STALE_UPLOAD_MS = 10 * 60 * 1000;
+const STALE_UPLOAD_MS = 10 * 60 * 1000;
 const openFd = promisify(openCb);
 const fstatFd = promisify(fstat);
 

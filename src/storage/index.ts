@@ -7,7 +7,6 @@ import { checkedDriver, type StorageObserver } from './checked.js';
 import { Spool } from './spool.js';
 
 export { BlobStore, type BlobWriter } from './blobstore.js';
-export type { StorageObserver, StorageOp } from './checked.js';
 
 export interface OpenStorageOptions {
   /** storage.redirect (s3): blob GETs may be answered with a presigned URL. */

@@ -4,7 +4,7 @@ import { RegistryError } from '../errors.js';
 import { isLeftover, ownedName } from '../util/owner.js';
 
 /** A spool file of another namespace untouched this long is a leftover (see owner.ts). */
-export const STALE_SPOOL_MS = 10 * 60 * 1000;
+const STALE_SPOOL_MS = 10 * 60 * 1000;
 
 /** A local copy of a blob while its driver writes it elsewhere: what concurrent readers follow as it grows. */
 export interface SpoolFile {

@@ -10,16 +10,11 @@ import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { freePort, startRegcacheProcess } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { copyToDir } from '../support/skopeo.js';
-import { waitFor } from '../support/process.js';
+import { rssMb, waitFor } from '../support/process.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 
 const NAMES = 10_000;
 const CONCURRENCY = 32;
-
-async function rssMb(pid: number): Promise<number> {
-  const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
-  return Number(m![1]) / 1024;
-}
 
 /** GETs every path, CONCURRENCY at a time; returns how many answered each status. */
 async function sweep(base: string, paths: string[], dispatcher: Agent): Promise<Map<number, number>> {

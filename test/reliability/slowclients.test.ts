@@ -1,14 +1,13 @@
 // One global memory budget for response buffers: 1,000 slow clients of a 64 MiB blob do not cost a megabyte
 // or two each. Real server process, raw sockets that read nothing.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { streamDigest } from '../support/digest.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
-import { waitFor } from '../support/process.js';
+import { rssMb, waitFor } from '../support/process.js';
 import { freePort, startRegcacheProcess } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
@@ -17,11 +16,6 @@ const CLIENTS = 1000;
 const BLOB = 64 * 1024 * 1024;
 /** docs/reliability.md: response buffers are bounded by 256 MiB; the process's own baseline and per-connection state come on top. */
 const RSS_BOUND_MB = 600;
-
-async function rssMb(pid: number): Promise<number> {
-  const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
-  return Number(m![1]) / 1024;
-}
 
 describe('1,000 slow readers of a 64 MiB blob', () => {
   let upstream: RunningRegistry;

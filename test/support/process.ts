@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -182,4 +182,11 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
       socket.once('error', () => resolve(false));
     });
   await waitFor(canConnect, { timeoutMs, what: `TCP ${host}:${port}` });
+}
+
+/** Resident set size of a process, in MB (Linux /proc). */
+export async function rssMb(pid: number): Promise<number> {
+  const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) / 1024;
 }
