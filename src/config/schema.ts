@@ -317,6 +317,10 @@ export const fileSchema = z.object({
     insecureskipverify: bool().optional(),
     connections: int(1).optional(),
     authhosts: strList().optional(),
+    /** The default upstream's registry host names (matched against containerd's ns= and the Host header). */
+    hosts: strList().optional(),
+    /** The default upstream is a Docker Hub mirror: it answers ns=docker.io; `alpine` → `library/alpine`. */
+    dockerhub: bool().optional(),
     requireauth: bool().optional(),
     negativettl: duration().optional(),
     acme: opt({

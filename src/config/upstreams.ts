@@ -44,18 +44,21 @@ function derive(
   const remoteurl = u.remoteurl ?? '';
   const host = remoteurl ? new URL(remoteurl).host : '';
   const hub = DOCKER_HUB_HOSTS.includes(host);
+  const d = isDefault ? rc : {};
+  // `dockerhub: true` declares a Docker Hub mirror (a cloud mirror of Hub, an Artifactory/Nexus remote,
+  // another regcache): it answers ns=docker.io and single-component names get `library/`.
+  const dockerHub = u.dockerhub ?? d.dockerhub ?? hub;
   const name = u.name ?? (hub ? 'docker.io' : host);
   if (remoteurl && !NAME_RE.test(name)) {
     const rule = 'use letters, digits, ".", "_", "-" and ":" (starting with a letter or digit)';
     problem(`${path}.name`, `${describe(name)}: ${rule}`);
   }
-  const d = isDefault ? rc : {};
 
   const prefixes = unique(u.prefix ?? (isDefault || !isValidName(name) ? [] : [name]));
   for (const p of prefixes) {
     if (!isValidName(p)) problem(`${path}.prefix`, `${describe(p)} is not a repository name prefix (e.g. ghcr.io or ghcr)`);
   }
-  const hosts = unique((u.hosts ?? (hub ? DOCKER_HUB_HOSTS : [name])).map((h) => h.toLowerCase()));
+  const hosts = unique((u.hosts ?? d.hosts ?? (dockerHub ? [...DOCKER_HUB_HOSTS, name] : [name])).map((h) => h.toLowerCase()));
   const notHost = (h: string): string => `${describe(h)} is not a host name (host or host:port)`;
   for (const h of hosts) if (!isHostPort(h)) problem(`${path}.hosts`, notHost(h));
   const authhosts = (u.authhosts ?? d.authhosts ?? (hub ? ['auth.docker.io'] : [])).map((h) => h.toLowerCase());
@@ -76,7 +79,7 @@ function derive(
     ca: u.ca || d.ca || undefined,
     insecureSkipVerify: u.insecureskipverify ?? d.insecureskipverify ?? false,
     connections: u.connections ?? rc.connections ?? DEFAULT_CONNECTIONS,
-    dockerHub: u.dockerhub ?? hub,
+    dockerHub,
     prefixes,
     hosts,
     addr: u.addr,

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { RegistryError } from '../errors.js';
 import { isValidName } from '../oci/names.js';
 import type { UpstreamHandle } from '../proxy/index.js';
@@ -33,14 +34,22 @@ interface Route {
  * Chooses the upstream for a repository name: listener binding, then containerd's `ns=`, then the
  * Host header, then a path prefix (`ghcr.io/owner/app` or an alias), else the default upstream.
  * Enforces each upstream's allow/deny list.
+ *
+ * `ns=` naming a registry no upstream stands for: with one upstream, served from it anyway (as
+ * distribution does; the first such request is logged at info); with several, refused (NAME_UNKNOWN)
+ * rather than silently sent to another registry, where the same name may be someone else's image.
  */
 export class UpstreamRouter {
   private readonly routes: Route[];
   private readonly byName = new Map<string, Route>();
   private readonly byHost = new Map<string, Route>();
   private readonly prefixes: Array<{ prefix: string; route: Route }> = [];
+  private nsMismatchLogged = false;
 
-  constructor(upstreams: UpstreamHandle[]) {
+  constructor(
+    upstreams: UpstreamHandle[],
+    private readonly logger?: Logger,
+  ) {
     if (upstreams.length === 0) throw new Error('at least one upstream is required');
     this.routes = upstreams.map((handle) => ({
       handle,
@@ -70,10 +79,7 @@ export class UpstreamRouter {
     if (ctx.listenerUpstream) {
       route = this.byName.get(ctx.listenerUpstream);
     } else if (ctx.ns) {
-      route = this.byHost.get(ctx.ns.toLowerCase());
-      if (!route) {
-        throw new RegistryError('NAME_UNKNOWN', `this mirror has no upstream for registry ${JSON.stringify(ctx.ns)}`);
-      }
+      route = this.byHost.get(ctx.ns.toLowerCase()) ?? this.unknownNs(ctx.ns);
     } else if (ctx.host && this.byHost.has(ctx.host.toLowerCase())) {
       route = this.byHost.get(ctx.host.toLowerCase());
     } else {
@@ -95,6 +101,31 @@ export class UpstreamRouter {
       throw new RegistryError('DENIED', `repository ${repo} is not mirrored from ${route.handle.config.name}`);
     }
     return { upstream: route.handle, repo };
+  }
+
+  private unknownNs(ns: string): Route {
+    if (this.routes.length === 1) {
+      const only = this.routes[0]!;
+      if (!this.nsMismatchLogged) {
+        this.nsMismatchLogged = true;
+        this.logger?.info(
+          { ns, upstream: only.handle.config.name, hosts: only.handle.config.hosts },
+          'a client asked for another registry (ns=); serving it from the only upstream, as distribution does ' +
+            '(logged once; declare the registry in hosts, or dockerhub: true for a Docker Hub mirror)',
+        );
+      }
+      return only;
+    }
+    const hint =
+      ns.toLowerCase() === 'docker.io' || ns.toLowerCase().endsWith('.docker.io')
+        ? 'set dockerhub: true on the upstream that mirrors Docker Hub (regcache.dockerhub for the proxy: upstream, regcache.upstreams[].dockerhub otherwise), or add'
+        : 'add';
+    throw new RegistryError(
+      'NAME_UNKNOWN',
+      `this mirror has no upstream for registry ${JSON.stringify(ns)} (containerd's ns=): ${hint} ${JSON.stringify(ns)} to ` +
+        'the hosts of the upstream that serves it (regcache.hosts for the proxy: upstream, regcache.upstreams[].hosts otherwise)',
+      { detail: { ns } },
+    );
   }
 
   /** The name a client would use for a cached repository (with the upstream's prefix unless default). */

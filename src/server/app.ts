@@ -84,7 +84,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
     onRemoved: (reason, blobs, bytes) => observability.metrics.evicted(reason, blobs, bytes),
   });
 
-  const api = new RegistryApi(proxy, new UpstreamRouter(upstreams));
+  const api = new RegistryApi(proxy, new UpstreamRouter(upstreams, logger));
   const auth = security.auth;
   const base = {
     api,

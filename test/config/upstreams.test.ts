@@ -86,7 +86,29 @@ regcache:
     - { name: hub-mirror, remoteurl: "https://hub-mirror.example.com", dockerhub: true }
 `).config.upstreams;
     assert.equal(hubMirror!.dockerHub, true);
-    assert.deepEqual(hubMirror!.hosts, ['hub-mirror']);
+    // A declared Docker Hub mirror answers containerd's ns=docker.io (and its own name).
+    assert.deepEqual(hubMirror!.hosts, ['docker.io', 'registry-1.docker.io', 'index.docker.io', 'hub-mirror']);
+    assert.deepEqual(hubMirror!.authhosts, [], 'the token hosts stay those of the real remote');
+  });
+
+  test('regcache.dockerhub declares the proxy: upstream a Docker Hub mirror; regcache.hosts names what it stands for', () => {
+    const [hub] = parse(`
+proxy: { remoteurl: "http://127.0.0.1:5001" }
+regcache: { dockerhub: true }
+`).config.upstreams;
+    assert.deepEqual(
+      { name: hub!.name, dockerHub: hub!.dockerHub, hosts: hub!.hosts, prefixes: hub!.prefixes },
+      { name: '127.0.0.1:5001', dockerHub: true, hosts: ['docker.io', 'registry-1.docker.io', 'index.docker.io', '127.0.0.1:5001'], prefixes: [] },
+    );
+    const [corp, other] = parse(`
+proxy: { remoteurl: "https://registry.corp.example" }
+regcache:
+  hosts: [docker.io, registry.corp.example]
+  upstreams: [{ remoteurl: https://quay.io }]
+`).config.upstreams;
+    assert.deepEqual(corp!.hosts, ['docker.io', 'registry.corp.example']);
+    assert.equal(corp!.dockerHub, false, 'hosts alone add no library/');
+    assert.deepEqual(other!.hosts, ['quay.io'], 'regcache.hosts is for the default upstream only');
   });
 
   test('proxy: without remoteurl means Docker Hub with those credentials', () => {
