@@ -3,6 +3,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../errors.js';
 import type { BlobWriter } from '../storage/blobstore.js';
+import { WriteBehind } from './writebehind.js';
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -80,10 +81,9 @@ export class Download extends EventEmitter {
   ): Promise<void> {
     let failure: unknown;
     try {
-      for await (const chunk of body) {
-        await this.writer.write(chunk);
-        this.emit('change');
-      }
+      const out = new WriteBehind(this.writer, () => this.emit('change'));
+      for await (const chunk of body) await out.push(chunk);
+      await out.end();
       if (this.size !== null && this.writer.bytesWritten !== this.size) {
         throw new RegistryError('UPSTREAM_ERROR', `upstream sent ${this.writer.bytesWritten} of ${this.size} bytes`);
       }
