@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker-registry skopeo umoci podman containerd pebble redis-server haproxy nginx openssl ca-certificates curl systemd chromium fonts-dejavu-core)
+APT_PACKAGES=(docker-registry skopeo umoci podman buildah containerd pebble redis-server haproxy nginx openssl ca-certificates curl systemd chromium fonts-dejavu-core)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

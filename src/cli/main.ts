@@ -1,7 +1,7 @@
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { ConfigError } from '../errors.js';
 import { runConfigCheck } from './configcheck.js';
-import { runClientConfig } from './clientconfig.js';
+import { collectUpstream, runClientConfig, type ClientConfigCliOptions } from './clientconfig.js';
 import { registerCacheCommands } from './cache.js';
 
 const program = new Command();
@@ -27,13 +27,21 @@ config
 
 program
   .command('client-config')
-  .description('print the client configuration that makes a container tool pull through this mirror')
+  .description(
+    'print (stdout: file contents only; stderr: paths, notes, warnings) or --write the client configuration ' +
+      'that makes a container tool pull through this mirror',
+  )
   .argument('<client>', 'docker | containerd | buildkit | earthly | podman | k3s | kind | cri-o')
   .requiredOption('--mirror <url>', 'the mirror URL, e.g. https://mirror.example.com or http://10.0.0.5:5000')
-  .addOption(new Option('--upstream <host...>', 'registry hosts to mirror').default(['docker.io']))
+  .option('--upstream <host>', 'registry host to mirror; repeat it or separate with commas (default: docker.io)', collectUpstream)
+  .option('--ca <file>', 'PEM CA certificate that signed the mirror\'s certificate (each client trusts it for the mirror only)')
   .option('--insecure', 'skip TLS verification of the mirror (self-signed certificate)', false)
-  .action(async (client: string, opts: { mirror: string; upstream: string[]; insecure: boolean }) =>
-    runClientConfig(client, opts),
+  .option('--rootless', 'podman: the rootless user\'s ~/.config/containers files instead of /etc/containers')
+  .option('--dial-timeout <duration>', 'containerd/kind: connect timeout for the mirror before falling back (default 3s)')
+  .option('-c, --config <file>', 'the server\'s config.yml: check that its default upstream stands for Docker Hub')
+  .option('--write [root]', 'write the files where they belong (under ROOT if given), backing up existing ones')
+  .action(async (client: string, opts: ClientConfigCliOptions & { upstream?: string[] }) =>
+    runClientConfig(client, { ...opts, upstream: opts.upstream ?? [] }),
   );
 
 registerCacheCommands(program);

@@ -2,6 +2,8 @@ import type { GeneratedFile } from './types.js';
 import { type NormalizedOptions, tomlString, upstreamEndpoint } from './options.js';
 
 export const CERTS_D = '/etc/containerd/certs.d';
+/** The CA copy next to each hosts.toml; containerd resolves a relative `ca` against the hosts.toml directory. */
+export const CA_FILE = 'regcache-ca.crt';
 
 /** containerd 1.x config.toml (version = 2) lines that make CRI read certs.d. */
 export const CRI_CONFIG_PATH_PATCH = `[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "${CERTS_D}"`;
@@ -14,30 +16,45 @@ export function hostsToml(o: NormalizedOptions, upstream: string): string {
     '',
     `[host.${tomlString(o.mirror.origin)}]`,
     '  capabilities = ["pull", "resolve"]',
+    // A dead mirror costs this long per attempt, not the 30 s default connect timeout (containerd ≥ 1.7; older ones ignore it).
+    `  dial_timeout = ${tomlString(o.dialTimeout)}`,
   ];
+  if (o.ca) lines.push(`  ca = ${tomlString(CA_FILE)}`);
   if (o.insecure && o.mirror.scheme === 'https') lines.push('  skip_verify = true');
   return lines.join('\n') + '\n';
 }
 
-/** hosts.toml files under `dir`, one directory per upstream (host:port as containerd 1.6 looks it up). */
+/** hosts.toml files under `dir`, one directory per upstream (host:port as containerd 1.6 looks it up), plus the CA copies. */
 export function hostsTomlFiles(o: NormalizedOptions, dir: string): GeneratedFile[] {
-  return o.upstreams.map((u) => ({
-    path: `${dir}/${u}/hosts.toml`,
-    content: hostsToml(o, u),
-    format: 'toml' as const,
-  }));
+  return o.upstreams.flatMap((u) => {
+    const files: GeneratedFile[] = [{ path: `${dir}/${u}/hosts.toml`, content: hostsToml(o, u), format: 'toml' }];
+    if (o.ca) files.push({ path: `${dir}/${u}/${CA_FILE}`, content: o.ca.pem, format: 'pem', copyOf: o.ca.source });
+    return files;
+  });
+}
+
+/** What containerd 1.x and 2.x need in config.toml, and the mistakes that silently disable hosts.toml. */
+export function configPathNote(dir: string): string[] {
+  return [
+    `CRI (kubelet, crictl) reads these only when /etc/containerd/config.toml sets config_path to this ONE directory:`,
+    `  containerd 1.x (version = 2):  [plugins."io.containerd.grpc.v1.cri".registry]  config_path = "${dir}"`,
+    `  containerd 2.x (version = 3):  [plugins."io.containerd.cri.v1.images".registry]  config_path = "${dir}"`,
+    `containerd 2.x: "containerd config default" already writes config_path = "/etc/containerd/certs.d:/etc/docker/certs.d";`,
+    `  CRI pulls in 2.1+ take that list as one directory and silently ignore hosts.toml: REPLACE the line with the single directory.`,
+    `Edit the existing registry table: adding a second [plugins."...".registry] table is a TOML duplicate-table error and containerd will not start.`,
+    `Delete old registry.mirrors / registry.configs blocks: next to config_path they stop the CRI plugin from loading on containerd 2.2.`,
+    `Restart containerd once after setting config_path (sudo systemctl restart containerd); later hosts.toml edits need no restart.`,
+  ];
 }
 
 export function containerdFiles(o: NormalizedOptions): GeneratedFile[] {
   const files = hostsTomlFiles(o, CERTS_D);
   files[files.length - 1]!.note = [
-    `CRI (kubelet, crictl) reads these only when /etc/containerd/config.toml has:`,
-    `  version = 2`,
-    ...CRI_CONFIG_PATH_PATCH.split('\n').map((l) => `  ${l}`),
-    `(containerd 2.x: [plugins."io.containerd.cri.v1.images".registry] config_path = "${CERTS_D}").`,
-    `Restart containerd once after setting config_path; later hosts.toml edits need no restart.`,
+    ...configPathNote(CERTS_D),
     `ctr needs the flag: ctr images pull --hosts-dir ${CERTS_D} docker.io/library/alpine:latest`,
-    `containerd tells the mirror which registry it wants with ?ns=<registry>, and falls back to "server" if the mirror fails.`,
+    `containerd tells the mirror which registry it wants with ?ns=<registry>, and falls back to "server" if the mirror fails`,
+    `(dial_timeout = "${o.dialTimeout}" bounds the wait for a dead mirror).`,
+    ...(o.ca ? [`The CA is referenced as ca = "${CA_FILE}", relative to each hosts.toml directory.`] : []),
   ].join('\n');
   return files;
 }

@@ -8,7 +8,7 @@ export function dockerFiles(o: NormalizedOptions): GeneratedFile[] {
   if (o.untrusted) daemon['insecure-registries'] = [o.mirror.host];
   const others = o.upstreams.filter((u) => u !== DOCKER_HUB);
   const note = [
-    'Merge these keys into an existing /etc/docker/daemon.json, then: sudo systemctl restart docker',
+    'Merge these keys into an existing /etc/docker/daemon.json (--write does), then: sudo systemctl restart docker',
     'Check with: docker info (look for "Registry Mirrors").',
     'dockerd uses registry-mirrors only for Docker Hub images and falls back to Docker Hub when the mirror fails.',
   ];
@@ -18,7 +18,24 @@ export function dockerFiles(o: NormalizedOptions): GeneratedFile[] {
       ...others.map((u) => `  docker pull ${pathPrefixed(o.mirror, u)}/OWNER/IMAGE:TAG   (instead of ${u}/OWNER/IMAGE:TAG)`),
     );
   }
-  return [
-    { path: '/etc/docker/daemon.json', content: JSON.stringify(daemon, null, 2) + '\n', format: 'json', note: note.join('\n') },
+  const files: GeneratedFile[] = [
+    {
+      path: '/etc/docker/daemon.json',
+      content: JSON.stringify(daemon, null, 2) + '\n',
+      format: 'json',
+      note: note.join('\n'),
+      merge: 'json-lists',
+    },
   ];
+  if (o.ca) {
+    // dockerd reads certs.d/<host:port>/ca.crt on every connection: no restart for the CA itself.
+    files.push({
+      path: `/etc/docker/certs.d/${o.mirror.host}/ca.crt`,
+      content: o.ca.pem,
+      format: 'pem',
+      copyOf: o.ca.source,
+      note: `dockerd trusts ${o.ca.source} for ${o.mirror.host} only (read on each connection, no restart needed for it).`,
+    });
+  }
+  return files;
 }

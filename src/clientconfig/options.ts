@@ -1,4 +1,6 @@
 /** Validation and normalisation of `regcache client-config` inputs. Pure. */
+import { homedir } from 'node:os';
+import type { ClientConfigOptions } from './types.js';
 
 export class ClientConfigError extends Error {
   constructor(message: string) {
@@ -25,6 +27,13 @@ export interface NormalizedOptions {
   insecure: boolean;
   /** Plain http or insecure: clients must be told the mirror is not verifiable. */
   untrusted: boolean;
+  /** PEM of a private CA for an https mirror. */
+  ca?: { pem: string; source: string };
+  rootless: boolean;
+  /** Absolute home directory (no trailing slash). */
+  home: string;
+  dialTimeout: string;
+  serverDefault?: { name: string; dockerHub: boolean };
 }
 
 export const DOCKER_HUB = 'docker.io';
@@ -77,7 +86,7 @@ export function normalizeUpstream(raw: string): string {
   return DOCKER_HUB_ALIASES.has(host) ? DOCKER_HUB : host;
 }
 
-export function normalizeOptions(opts: { mirror: string; upstreams?: string[]; insecure?: boolean }): NormalizedOptions {
+export function normalizeOptions(opts: ClientConfigOptions): NormalizedOptions {
   if (opts === null || typeof opts !== 'object') throw new ClientConfigError('options are required');
   const mirror = parseMirror(opts.mirror);
   const list = opts.upstreams === undefined || opts.upstreams.length === 0 ? [DOCKER_HUB] : opts.upstreams;
@@ -86,7 +95,35 @@ export function normalizeOptions(opts: { mirror: string; upstreams?: string[]; i
     if (u === mirror.host) throw new ClientConfigError(`upstream "${u}" is the mirror itself`);
   }
   const insecure = opts.insecure === true;
-  return { mirror, upstreams, insecure, untrusted: insecure || mirror.scheme === 'http' };
+  let ca: NormalizedOptions['ca'];
+  if (opts.ca !== undefined) {
+    const source = opts.ca.source ?? 'ca.crt';
+    if (mirror.scheme !== 'https') {
+      throw new ClientConfigError(`--ca ${source}: the mirror ${mirror.origin} is plain http; a CA only applies to an https mirror`);
+    }
+    if (insecure) throw new ClientConfigError('--ca and --insecure contradict each other: with the CA the certificate can be verified');
+    if (typeof opts.ca.pem !== 'string' || !/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(opts.ca.pem)) {
+      throw new ClientConfigError(`--ca ${source}: not a PEM certificate (expected -----BEGIN CERTIFICATE-----)`);
+    }
+    ca = { pem: opts.ca.pem.endsWith('\n') ? opts.ca.pem : opts.ca.pem + '\n', source };
+  }
+  const home = (opts.home ?? homedir()).replace(/\/+$/, '') || '/';
+  if (!home.startsWith('/')) throw new ClientConfigError(`home directory "${home}" must be an absolute path`);
+  const dialTimeout = opts.dialTimeout ?? '3s';
+  if (!/^[0-9]+(ms|s|m)$/.test(dialTimeout)) {
+    throw new ClientConfigError(`dial timeout "${dialTimeout}" is not a duration like 3s or 500ms`);
+  }
+  return {
+    mirror,
+    upstreams,
+    insecure,
+    untrusted: insecure || mirror.scheme === 'http',
+    ...(ca ? { ca } : {}),
+    rootless: opts.rootless === true,
+    home,
+    dialTimeout,
+    ...(opts.serverDefault ? { serverDefault: opts.serverDefault } : {}),
+  };
 }
 
 /** The endpoint a client would use without the mirror (Docker Hub's API is not at docker.io). */

@@ -24,27 +24,39 @@ export function registriesConf(o: NormalizedOptions): string {
   return lines.join('\n').replace(/\n+$/, '') + '\n';
 }
 
-const DROP_IN = '/etc/containers/registries.conf.d/regcache.conf';
+const SYSTEM = { dropIn: '/etc/containers/registries.conf.d/regcache.conf', certsD: '/etc/containers/certs.d' };
+const USER = { dropIn: '~/.config/containers/registries.conf.d/regcache.conf', certsD: '~/.config/containers/certs.d' };
+
+/** containers-certs.d(5): <certs.d>/<host:port>/ca.crt is trusted for that mirror only. */
+function caFile(o: NormalizedOptions, certsD: string): GeneratedFile[] {
+  return o.ca ? [{ path: `${certsD}/${o.mirror.host}/ca.crt`, content: o.ca.pem, format: 'pem', copyOf: o.ca.source }] : [];
+}
 
 export function podmanFiles(o: NormalizedOptions): GeneratedFile[] {
+  const where = o.rootless ? USER : SYSTEM;
   return [
     {
-      path: DROP_IN,
+      path: where.dropIn,
       content: registriesConf(o),
       format: 'toml',
       note: [
-        'Read on every podman/buildah/skopeo run; no restart needed. Rootless users may put it in ~/.config/containers/registries.conf.d/.',
+        'Read on every podman/buildah/skopeo run; no restart needed.',
+        o.rootless
+          ? 'Rootless: this is the user path; with a ~/.config/containers/registries.conf the /etc drop-ins are not read at all.'
+          : 'Rootless podman: if ~/.config/containers/registries.conf exists, the /etc/containers drop-ins are IGNORED for that user;' +
+            ' use --rootless to get ~/.config/containers/registries.conf.d/regcache.conf (and ~/.config/containers/certs.d for --ca).',
         'The mirror is tried first; if it fails the original registry is used.',
         'Drop-ins load after registries.conf in name order; a later [[registry]] table with the same prefix replaces this one.',
       ].join('\n'),
     },
+    ...caFile(o, where.certsD),
   ];
 }
 
 export function crioFiles(o: NormalizedOptions): GeneratedFile[] {
   return [
     {
-      path: DROP_IN,
+      path: SYSTEM.dropIn,
       content: registriesConf(o),
       format: 'toml',
       note: [
@@ -52,5 +64,6 @@ export function crioFiles(o: NormalizedOptions): GeneratedFile[] {
         'The mirror is tried first; if it fails the original registry is used.',
       ].join('\n'),
     },
+    ...caFile(o, SYSTEM.certsD),
   ];
 }

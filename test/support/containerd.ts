@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { generateClientConfig } from '../../src/clientconfig/index.js';
+import { generateClientConfig, type ClientConfigOptions } from '../../src/clientconfig/index.js';
 import { CERTS_D } from '../../src/clientconfig/containerd.js';
 import { startProcess, waitFor, type ManagedProcess } from './process.js';
 import { makeTempDir, removeDir } from './tmp.js';
@@ -83,11 +83,20 @@ async function unmountUnder(dir: string): Promise<void> {
   for (const m of mounts) await run('umount', ['-l', m]).catch(() => undefined);
 }
 
-/** Pulls `ref` with ctr using only the generated hosts.toml files; returns the image's manifest digest. */
-export async function containerdPullThroughMirror(ctrd: Containerd, mirrorUrl: string, upstreams: string[], ref: string): Promise<string> {
+/**
+ * Pulls `ref` with ctr using only the generated hosts.toml files (and the CA copies next to them with
+ * `extra.ca`); returns the image's manifest digest.
+ */
+export async function containerdPullThroughMirror(
+  ctrd: Containerd,
+  mirrorUrl: string,
+  upstreams: string[],
+  ref: string,
+  extra: Partial<ClientConfigOptions> = {},
+): Promise<string> {
   const hostsDir = await makeTempDir('regcache-cc-certsd-');
   try {
-    for (const f of generateClientConfig('containerd', { mirror: mirrorUrl, upstreams, insecure: false })) {
+    for (const f of generateClientConfig('containerd', { mirror: mirrorUrl, upstreams, insecure: false, ...extra })) {
       const target = join(hostsDir, relative(CERTS_D, f.path));
       await mkdir(dirname(target), { recursive: true });
       await writeFile(target, f.content);
