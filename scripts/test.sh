@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker-registry skopeo umoci podman buildah containerd pebble redis-server haproxy nginx openssl ca-certificates curl systemd chromium fonts-dejavu-core)
+APT_PACKAGES=(docker-registry skopeo umoci podman buildah containerd pebble redis-server haproxy nginx openssl ca-certificates curl systemd python3-venv chromium fonts-dejavu-core)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -18,6 +18,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Kubernetes schema validator for deploy/kubernetes (test/clientconfig/deploy.test.ts), pinned, in a git-ignored venv.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+if ! .tools/k8s-venv/bin/kubernetes-validate --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+  python3 -m venv .tools/k8s-venv
+  .tools/k8s-venv/bin/pip install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+
+# Go test tools (OCI conformance suite, distribution v3, oras), pinned, built into .tools/bin; skipped when built.
+./scripts/tools.sh
 
 npm ci --no-audit --no-fund
 npx tsc -p tsconfig.json --noEmit

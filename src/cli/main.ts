@@ -18,6 +18,12 @@ program
   // Loaded on use: the server's module tree (storage drivers, TLS) takes seconds to import; other commands skip it.
   .action(async (opts: { config?: string }) => (await import('./serve.js')).runServe(opts));
 
+program
+  .command('health')
+  .description('probe /healthz on the configured listener (container HEALTHCHECK); exit 0 healthy, 1 not')
+  .option('-c, --config <file>', 'the config the server runs with (REGISTRY_* env variables override it)')
+  .action(async (opts: { config?: string }) => (await import('./health.js')).runHealth(opts));
+
 const config = program.command('config').description('configuration tools');
 config
   .command('check')

@@ -10,6 +10,8 @@ import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 import { skipUnless } from '../support/skips.js';
+import { createRequire } from 'node:module';
+import { freePort, runCli, startRegcacheProcess } from '../support/regcache.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -158,6 +160,7 @@ test('kustomize: resources exist, probes on 5000, PVC, config and credentials wi
   for (const r of k.resources as string[]) {
     for (const doc of yamlDocs(read(`deploy/kubernetes/${r}`))) byKind.set(doc.kind, doc);
   }
+
   const dep = byKind.get('Deployment');
   const pod = dep.spec.template.spec;
   const ctr = pod.containers[0];
@@ -173,9 +176,18 @@ test('kustomize: resources exist, probes on 5000, PVC, config and credentials wi
   const mount = (path: string) => ctr.volumeMounts.find((m: any) => m.mountPath === path);
   assert.equal((volumes.get(mount('/var/lib/regcache').name) as any).persistentVolumeClaim.claimName, byKind.get('PersistentVolumeClaim').metadata.name);
   assert.equal((volumes.get(mount('/etc/regcache/config.yml').name) as any).configMap.name, k.configMapGenerator[0].name);
-  const secret = byKind.get('Secret');
-  assert.equal(ctr.envFrom[0].secretRef.name, secret.metadata.name);
-  assert.ok(secret.stringData.REGISTRY_PROXY_USERNAME && secret.stringData.REGISTRY_PROXY_PASSWORD);
+  const secrets = new Map<string, any>();
+  for (const r of k.resources as string[]) for (const doc of yamlDocs(read(`deploy/kubernetes/${r}`))) if (doc.kind === 'Secret') secrets.set(doc.metadata.name, doc);
+  // The htpasswd Secret is mounted as a file and never exported: no envFrom, no env var reads it.
+  assert.equal(ctr.envFrom, undefined, 'no envFrom');
+  const htpasswdSecret = (volumes.get(mount('/etc/regcache/auth').name) as any).secret.secretName;
+  assert.deepEqual(Object.keys(secrets.get(htpasswdSecret).stringData), ['htpasswd']);
+  const fromSecrets = ctr.env.filter((e: any) => e.valueFrom?.secretKeyRef);
+  assert.deepEqual(fromSecrets.map((e: any) => e.name).sort(), ['REGISTRY_PROXY_PASSWORD', 'REGISTRY_PROXY_USERNAME']);
+  for (const e of fromSecrets) {
+    assert.notEqual(e.valueFrom.secretKeyRef.name, htpasswdSecret);
+    assert.ok(secrets.get(e.valueFrom.secretKeyRef.name).stringData[e.valueFrom.secretKeyRef.key], e.name);
+  }
 
   const cfg = yaml('deploy/kubernetes/config.yml');
   assert.equal(cfg.http.addr, ':5000');
@@ -186,11 +198,13 @@ test('kustomize: resources exist, probes on 5000, PVC, config and credentials wi
   assert.equal(pod.securityContext.runAsNonRoot, true);
 });
 
-test('Dockerfile: two stages, npm ci + build, production deps only, non-root, volume, port, entrypoint', () => {
+test('Dockerfile: two stages on a supported Node LTS, npm ci + build, production deps only, non-root, tini, health check follows the config', () => {
   const df = read('deploy/Dockerfile');
   const lines = df.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
   const froms = lines.filter((l) => l.startsWith('FROM '));
-  assert.deepEqual(froms, ['FROM node:20-bookworm-slim AS build', 'FROM node:20-bookworm-slim']);
+  assert.deepEqual(froms, ['FROM node:${NODE_VERSION}-bookworm-slim AS build', 'FROM node:${NODE_VERSION}-bookworm-slim']);
+  // Node 20 reached end of life in April 2026; 22 (maintenance) and 24 (active) are supported LTS lines.
+  assert.match(df, /^ARG NODE_VERSION=(22|24)$/m);
   const split = df.indexOf(`\n${froms[1]}\n`);
   const build = df.slice(0, split);
   const runtime = df.slice(split);
@@ -201,8 +215,12 @@ test('Dockerfile: two stages, npm ci + build, production deps only, non-root, vo
   assert.match(runtime, /^USER node$/m);
   assert.match(runtime, /^VOLUME \/var\/lib\/regcache$/m);
   assert.match(runtime, /^EXPOSE 5000$/m);
+  assert.match(runtime, /apt-get install -y --no-install-recommends tini /);
   const entry = /^ENTRYPOINT (.*)$/m.exec(runtime)?.[1];
-  assert.deepEqual(JSON.parse(entry!), ['node', 'bin/regcache.js', 'serve', '--config', '/etc/regcache/config.yml']);
+  assert.deepEqual(JSON.parse(entry!), ['/usr/bin/tini', '--', 'node', 'bin/regcache.js', 'serve', '--config', '/etc/regcache/config.yml']);
+  const health = /^\s+CMD (\[.*\])$/m.exec(runtime)?.[1];
+  assert.deepEqual(JSON.parse(health!), ['node', 'bin/regcache.js', 'health', '--config', '/etc/regcache/config.yml']);
+  assert.doesNotMatch(runtime, /127\.0\.0\.1:5000/, 'no hard-coded port in the health check');
 
   // Everything COPY'd from the context exists and is not excluded by the Dockerfile's own .dockerignore.
   const ignore = read('deploy/Dockerfile.dockerignore').split('\n').filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/\*\*$/, ''));
@@ -218,4 +236,120 @@ test('Dockerfile: two stages, npm ci + build, production deps only, non-root, vo
 
 test('hadolint accepts the Dockerfile', { skip: skipUnless(onPath('hadolint'), 'hadolint', 'hadolint not installed') }, async () => {
   await run('hadolint', ['--failure-threshold', 'error', join(DEPLOY, 'Dockerfile')]);
+});
+
+test('systemd unit: correct by construction: Node may raise its fd limit (setrlimit/prlimit64 allowed, soft < hard)', { skip: skipUnless(onPath('systemd-analyze'), 'systemd-analyze', 'systemd-analyze not installed') }, async () => {
+  const unit = read('deploy/systemd/regcache.service');
+  const filters = [...unit.matchAll(/^SystemCallFilter=(.*)$/gm)].map((m) => m[1]!);
+  /** systemd's own expansion of a syscall group (systemd-analyze syscall-filter @group). */
+  const expand = async (item: string): Promise<string[]> => {
+    if (!item.startsWith('@')) return [item];
+    const { stdout } = await run('systemd-analyze', ['syscall-filter', '--no-pager', item]);
+    const names: string[] = [];
+    for (const l of stdout.split('\n').slice(1)) {
+      const t = l.trim();
+      if (!t || t.startsWith('#')) continue;
+      names.push(...(t.startsWith('@') ? await expand(t) : [t]));
+    }
+    return names;
+  };
+  // Allow-list mode (the first filter is positive): later lines add to or (~) remove from the set, in order.
+  assert.ok(!filters[0]!.startsWith('~'));
+  const allowed = new Set<string>();
+  for (const f of filters) {
+    const deny = f.startsWith('~');
+    for (const item of f.replace(/^~/, '').split(/\s+/).filter(Boolean)) {
+      for (const name of await expand(item)) deny ? allowed.delete(name) : allowed.add(name);
+    }
+  }
+  for (const call of ['setrlimit', 'prlimit64', 'getrlimit']) assert.ok(allowed.has(call), `${call} is allowed`);
+  for (const call of ['mount', 'reboot', 'setuid', 'init_module']) assert.ok(!allowed.has(call), `${call} is denied`);
+  assert.match(unit, /^SystemCallErrorNumber=EPERM$/m);
+  // soft < hard, so Node's raise actually runs at every start: a filter that broke it would show at once.
+  const [soft, hard] = /^LimitNOFILE=(\d+):(\d+)$/m.exec(unit)!.slice(1).map(Number);
+  assert.ok(soft! < hard!, `LimitNOFILE soft ${soft} < hard ${hard}`);
+});
+
+/** What `kubectl kustomize deploy/kubernetes` renders for this kustomization (namespace, labels, configMapGenerator). */
+function renderKustomize(): any[] {
+  const k = yaml('deploy/kubernetes/kustomization.yaml');
+  const docs: any[] = [];
+  for (const r of k.resources as string[]) docs.push(...yamlDocs(read(`deploy/kubernetes/${r}`)));
+  for (const g of k.configMapGenerator) {
+    const data: Record<string, string> = {};
+    for (const f of g.files) data[f] = read(`deploy/kubernetes/${f}`);
+    docs.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: g.name }, data });
+  }
+  const labels = Object.assign({}, ...(k.labels ?? []).map((l: any) => l.pairs));
+  for (const d of docs) {
+    if (d.kind !== 'Namespace') d.metadata.namespace = k.namespace;
+    d.metadata.labels = { ...d.metadata.labels, ...labels };
+    if (d.kind === 'Deployment') {
+      const img = k.images.find((i: any) => i.name === d.spec.template.spec.containers[0].image);
+      if (img) d.spec.template.spec.containers[0].image = `${img.newName}:${img.newTag}`;
+    }
+  }
+  return docs;
+}
+
+const KUBERNETES_VALIDATE = join(ROOT, '.tools/k8s-venv/bin/kubernetes-validate');
+
+test('kubernetes: the rendered manifests pass kubernetes-validate --strict (Kubernetes 1.33 and 1.37 schemas)', { skip: skipUnless(existsSync(KUBERNETES_VALIDATE), 'kubernetes-validate', 'run scripts/test.sh to install kubernetes-validate into .tools/k8s-venv') }, async () => {
+  const dir = await makeTempDir('regcache-k8s-');
+  try {
+    const docs = renderKustomize();
+    assert.deepEqual(docs.map((d) => d.kind).sort(), ['ConfigMap', 'Deployment', 'Namespace', 'PersistentVolumeClaim', 'Secret', 'Secret', 'Service']);
+    const file = join(dir, 'rendered.yaml');
+    await writeFile(file, docs.map((d) => YAML.stringify(d)).join('---\n'));
+    for (const version of ['1.33.0', '1.37.0']) {
+      const { stdout } = await run(KUBERNETES_VALIDATE, ['--strict', '-k', version, file]);
+      assert.equal(stdout.split('\n').filter((l) => l.includes('passed')).length, docs.length, stdout);
+    }
+    // The validator does reject a broken manifest (not vacuous).
+    const bad = structuredClone(docs.find((d) => d.kind === 'Deployment'));
+    bad.spec.template.spec.containers[0].envFrom = { secretRef: 'x' };
+    await writeFile(file, YAML.stringify(bad));
+    await assert.rejects(run(KUBERNETES_VALIDATE, ['--strict', file]));
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test('dependencies: every production package admits Node 20.18, 22 and 24; the AWS SDK cannot move to a release that drops Node 20', async () => {
+  const semver = createRequire(import.meta.url)('semver') as { satisfies(v: string, r: string): boolean };
+  const pkg = JSON.parse(read('package.json'));
+  const lock = JSON.parse(read('package-lock.json'));
+  for (const v of ['20.18.1', '22.0.0', '24.0.0']) assert.ok(semver.satisfies(v, pkg.engines.node), `engines admits ${v}`);
+  const bad: string[] = [];
+  for (const [path, p] of Object.entries<any>(lock.packages)) {
+    if (!path || p.dev || !p.engines?.node) continue;
+    for (const v of ['20.18.1', '22.12.0', '24.0.0']) if (!semver.satisfies(v, p.engines.node)) bad.push(`${path}@${p.version}: engines ${p.engines.node} excludes ${v}`);
+  }
+  assert.deepEqual(bad, []);
+  // AWS drops Node versions in minor releases of v3: a caret range would let a fresh `npm install` take one.
+  for (const name of Object.keys(pkg.dependencies).filter((n) => n.startsWith('@aws-sdk/'))) {
+    assert.match(pkg.dependencies[name], /^~\d+\.\d+\.\d+$/, `${name} is tilde-ranged`);
+  }
+});
+
+test('regcache health probes the configured port: 0 while serving, 1 when nothing listens', async () => {
+  const dir = await makeTempDir('regcache-health-');
+  const port = await freePort();
+  const cfg = join(dir, 'config.yml');
+  await writeFile(cfg, `version: 0.1\nstorage: { filesystem: { rootdirectory: ${join(dir, 'data')} } }\nhttp: { addr: "127.0.0.1:${port}" }\n`);
+  try {
+    const down = await runCli(['health', '--config', cfg]);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, new RegExp(`127\\.0\\.0\\.1:${port}/healthz`));
+    const server = await startRegcacheProcess({ args: ['--config', cfg], port });
+    try {
+      const up = await runCli(['health', '--config', cfg]);
+      assert.equal(up.code, 0, up.stderr);
+      assert.match(up.stdout, new RegExp(`ok http://127\\.0\\.0\\.1:${port}/healthz`));
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await removeDir(dir);
+  }
 });
