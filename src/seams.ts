@@ -129,7 +129,7 @@ export interface ProxyEvents {
   coalesced(kind: 'blob' | 'manifest'): void;
   downloadStarted(upstream: string): void;
   downloadFinished(upstream: string, bytes: number, err: Error | undefined): void;
-  staleServed(upstream: string, kind: 'manifest' | 'tags', reason: string): void;
+  staleServed(upstream: string, kind: 'manifest' | 'tags' | 'referrers', reason: string): void;
   /** A blob fetched from upstream was verified and committed to storage. */
   blobFetched(upstream: string, repo: string, digest: string, size: number): void;
   /** A blob is being served to a client (GET). */

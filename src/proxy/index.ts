@@ -8,10 +8,12 @@ import { BlobScopes } from './scope.js';
 import { NegativeCache } from './negative.js';
 import { ManifestCache } from './manifests.js';
 import { TagLists } from './tags.js';
+import { ReferrersCache } from './referrers.js';
 import { noopEvents, type ProxyEvents } from '../seams.js';
 export type { BlobSource } from './blobs.js';
 export { BlobScopes, type ReferenceLookup } from './scope.js';
 export type { ManifestResult } from './manifests.js';
+export type { ReferrersResult } from './referrers.js';
 
 /** An upstream client with its configuration (freshness window, allow/deny, routing). */
 export interface UpstreamHandle {
@@ -24,6 +26,7 @@ export class PullThroughCache {
   readonly blobs: BlobCache;
   readonly manifests: ManifestCache;
   readonly tags: TagLists;
+  readonly referrers: ReferrersCache;
 
   constructor(
     readonly storage: BlobStore,
@@ -40,6 +43,7 @@ export class PullThroughCache {
     this.blobs = new BlobCache(storage, logger, events, opts.scopes ?? new BlobScopes(), negative);
     this.manifests = new ManifestCache(storage, logger, events, negative);
     this.tags = new TagLists(storage, logger, events, negative);
+    this.referrers = new ReferrersCache(storage, logger, events);
   }
 
   /** Repositories present in the cache, per upstream name. */

@@ -30,6 +30,7 @@ export interface ApiResponse {
 const API_HEADERS = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 const READ_METHODS = new Set(['GET', 'HEAD']);
 const DEFAULT_PAGE = 1000;
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
 function json(status: number, value: unknown, extra: Record<string, string> = {}): ApiResponse {
   const body = Buffer.from(JSON.stringify(value));
@@ -89,7 +90,7 @@ export class RegistryApi {
       case 'tags':
         return this.tagList(req, route.name);
       case 'referrers':
-        throw new RegistryError('UNSUPPORTED', 'the referrers API is not supported by this mirror yet');
+        return this.referrers(req, route.name, route.digest);
     }
   }
 
@@ -168,6 +169,34 @@ export class RegistryApi {
       cache: src.result,
       ...base,
     };
+  }
+
+  /**
+   * OCI 1.1 referrers: the upstream's list (cached with the tag freshness rules), filtered here by
+   * artifactType. An upstream without the API gets the answer of a registry without it (404), so
+   * clients fall back to the `sha256-<hex>` tag schema, which the mirror serves as ordinary tags.
+   */
+  private async referrers(req: ApiRequest, name: string, digest: string): Promise<ApiResponse> {
+    if (!isDigest(digest)) throw new RegistryError('DIGEST_INVALID', 'invalid digest', { detail: { digest } });
+    const { upstream, repo } = this.router.resolve(name, req.ctx);
+    const { manifests, result } = await this.proxy.referrers.list(upstream.client, upstream.config.freshnessMs, repo, digest);
+    const base = { cache: result, repo, upstream: upstream.config.name };
+    if (manifests === undefined) {
+      const e = new RegistryError(
+        'UNSUPPORTED',
+        `upstream ${upstream.config.name} has no referrers API; use the tag schema (${digest.replace(':', '-')})`,
+        { status: 404 },
+      );
+      return { ...json(404, e.toJSON()), ...base };
+    }
+    const artifactType = req.query.get('artifactType');
+    const picked = artifactType === null ? manifests : manifests.filter((m) => m.artifactType === artifactType);
+    const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: picked };
+    const res = json(200, index, {
+      'Content-Type': OCI_INDEX,
+      ...(artifactType !== null && { 'OCI-Filters-Applied': 'artifactType' }),
+    });
+    return { ...res, ...base };
   }
 
   private async tagList(req: ApiRequest, name: string): Promise<ApiResponse> {

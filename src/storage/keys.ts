@@ -39,6 +39,13 @@ export function tagKey(upstream: string, repo: string, tag: string): string {
   return `${repoPrefix(upstream, repo)}/_tags/${tag}`;
 }
 
+/** The last referrers list of a manifest (OCI 1.1 referrers API), as its upstream answered it. */
+export function referrersKey(upstream: string, repo: string, digest: string): string {
+  const d = parseDigest(digest);
+  if (!d) throw new RegistryError('DIGEST_INVALID', 'invalid digest', { detail: { digest } });
+  return `${repoPrefix(upstream, repo)}/_referrers/${d.algorithm}/${d.hex}`;
+}
+
 export function tagListKey(upstream: string, repo: string): string {
   return `${repoPrefix(upstream, repo)}/_taglist`;
 }

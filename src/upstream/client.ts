@@ -17,9 +17,11 @@ import { normalizeRepo } from './dockerhub.js';
 import { isAbort, networkError, statusError, type Resource } from './failures.js';
 import { RateLimitTracker } from './ratelimit.js';
 import { header, isTransportFailure, Transport, type UpstreamResponse } from './transport.js';
-import type { BlobResponse, ManifestHead, ManifestResponse, RateLimitInfo, Upstream } from './types.js';
+import type { BlobResponse, ManifestHead, ManifestResponse, RateLimitInfo, ReferrerDescriptor, Upstream } from './types.js';
 
 const MAX_TAG_PAGES = 100;
+const MAX_REFERRER_PAGES = 20;
+const MAX_REFERRERS_PAGE_BYTES = 4 * 1024 * 1024;
 const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024;
 
 export interface UpstreamDeps {
@@ -210,6 +212,44 @@ class UpstreamClient implements Upstream {
       if (url && url.origin !== res.url.origin) throw this.bad(what, 'paginates to another origin');
     }
     return tags;
+  }
+
+  async listReferrers(repo: string, digest: string, signal?: AbortSignal): Promise<ReferrerDescriptor[] | undefined> {
+    repo = this.normalizeRepo(repo);
+    const what = `GET referrers ${repo}@${digest}`;
+    const out: ReferrerDescriptor[] = [];
+    let url: URL | undefined = new URL(`${this.base}/v2/${repo}/referrers/${digest}`);
+    for (let page = 0; url; page++) {
+      if (page >= MAX_REFERRER_PAGES) throw this.bad(what, `paginates beyond ${MAX_REFERRER_PAGES} pages`);
+      const res = await this.call('GET', url, repo, { accept: 'application/vnd.oci.image.index.v1+json' }, what, signal);
+      if (res.status === 404 && page === 0) {
+        // No referrers API here (a registry with it never answers 404): clients use the tag schema.
+        await res.body.dump();
+        return undefined;
+      }
+      if (res.status !== 200) {
+        await res.body.dump();
+        this.checkStatus(res, 'manifest', what);
+        throw this.bad(what, `returned ${res.status}`);
+      }
+      const bytes = await this.readBody(res, MAX_REFERRERS_PAGE_BYTES, what, signal);
+      let doc: { manifests?: unknown };
+      try {
+        doc = JSON.parse(bytes.toString('utf8')) as { manifests?: unknown };
+      } catch (err) {
+        throw this.bad(what, 'returned invalid JSON', err);
+      }
+      if (doc.manifests != null && !Array.isArray(doc.manifests)) throw this.bad(what, 'returned no image index');
+      for (const d of (doc.manifests as unknown[] | null | undefined) ?? []) {
+        const r = d as Partial<ReferrerDescriptor> | null;
+        if (r && typeof r.mediaType === 'string' && typeof r.digest === 'string' && parseDigest(r.digest) && typeof r.size === 'number') {
+          out.push(r as ReferrerDescriptor);
+        }
+      }
+      url = nextLink(header(res, 'link'), res.url);
+      if (url && url.origin !== res.url.origin) throw this.bad(what, 'paginates to another origin');
+    }
+    return out;
   }
 
   private url(repo: string, kind: 'manifests' | 'blobs' | 'tags', ref?: string): URL {

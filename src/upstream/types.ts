@@ -18,6 +18,15 @@ export interface ManifestHead {
   size: number;
 }
 
+/** A descriptor in a referrers index (kept as the upstream sent it). */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  artifactType?: string;
+  [key: string]: unknown;
+}
+
 export interface ManifestResponse {
   bytes: Buffer;
   mediaType: string;
@@ -48,6 +57,12 @@ export interface Upstream {
   getBlob(repo: string, digest: string, signal?: AbortSignal): Promise<BlobResponse>;
   /** All tags (follows pagination). */
   listTags(repo: string, signal?: AbortSignal): Promise<string[]>;
+  /**
+   * The OCI 1.1 referrers of a manifest (all pages, unfiltered): the descriptors of its image index.
+   * `undefined` when the upstream answers 404, i.e. it has no referrers API (clients then use the
+   * `sha256-<hex>` tag schema).
+   */
+  listReferrers(repo: string, digest: string, signal?: AbortSignal): Promise<ReferrerDescriptor[] | undefined>;
   rateLimit(): RateLimitInfo | undefined;
   /** The circuit breaker's state (src/upstream/breaker.ts); absent for clients without one. */
   breaker?(): BreakerStatus;

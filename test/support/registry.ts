@@ -17,6 +17,8 @@ export interface RegistryOptions {
   htpasswd?: { username: string; password: string };
   /** storage root; default: fresh temp dir removed on stop() */
   rootDir?: string;
+  /** registry binary (default: Debian's docker-registry; e.g. .tools/bin/registry-v3 for the referrers API) */
+  bin?: string;
 }
 
 export interface RunningRegistry {
@@ -80,7 +82,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Running
       );
       const configFile = join(workDir, 'config.yml');
       await writeFile(configFile, stringify(config));
-      const proc = await startProcess(REGISTRY_BIN, ['serve', configFile], {
+      const proc = await startProcess(opts.bin ?? REGISTRY_BIN, ['serve', configFile], {
         logFile,
         env: envWithoutRegistryVars(),
         removeOnOrphan: [workDir], // not a caller-supplied rootDir: that is the caller's
