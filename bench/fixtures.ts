@@ -27,6 +27,8 @@ export interface Fixtures {
   /** distinct blobs across the small images (one base layer, a top layer and a config each) */
   smallDistinctBlobs: number;
   big: { repo: string; digest: string; size: number };
+  /** the blob the slow clients read */
+  slow: { repo: string; digest: string; size: number };
 }
 
 /** Builds every image, pushes it to upstreamHost, removes the local layouts. Deterministic: same sizes, same digests. */
@@ -64,12 +66,16 @@ export async function buildFixtures(sizes: Sizes, upstreamHost: string): Promise
     await removeDir(join(dir, 'five-0')); // keep the peak disk use down before pushing the big one
     const bigPushed = await push('big', bigImage);
     const layer = bigImage.manifests[0]!.layers[0]!;
+    const slowImage = await buildImage({ dir: join(dir, 'slow'), layers: [sizes.slowBlob], seed: 'bench-slow' });
+    const slowPushed = await push('slow', slowImage);
+    const slowLayer = slowImage.manifests[0]!.layers[0]!;
     return {
       five,
       herd,
       small,
       smallDistinctBlobs: distinct.size,
       big: { repo: bigPushed.repo, digest: layer.digest, size: layer.size },
+      slow: { repo: slowPushed.repo, digest: slowLayer.digest, size: slowLayer.size },
     };
   } finally {
     await removeDir(dir);

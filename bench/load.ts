@@ -1,5 +1,6 @@
 // Load generators, each a separate process from the servers: skopeo (image pulls), curl (blob GETs),
 // autocannon (manifest requests).
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { copyToDir } from '../test/support/skopeo.js';
 import { runChild } from './teardown.js';
@@ -90,4 +91,40 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/**
+ * A client that reads a blob at `rate` bytes/s (pausing its socket between reads), over its own connection.
+ * Resolves with whether it received the whole body.
+ */
+export function slowGet(url: string, size: number, rate: number): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: u.hostname, port: Number(u.port) });
+    const started = performance.now();
+    let head = Buffer.alloc(0);
+    let body = -1; // -1 until the headers ended
+    const finish = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.on('error', () => finish(false));
+    socket.on('close', () => resolve(body === size));
+    socket.on('data', (chunk: Buffer) => {
+      if (body < 0) {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        if (!head.subarray(0, 12).toString().startsWith('HTTP/1.1 200')) return finish(false);
+        body = head.length - end - 4;
+      } else body += chunk.length;
+      if (body >= size) return finish(body === size);
+      const ahead = (body / rate) * 1000 - (performance.now() - started);
+      if (ahead > 1) {
+        socket.pause();
+        setTimeout(() => socket.resume(), ahead);
+      }
+    });
+    socket.write(`GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: close\r\n\r\n`);
+  });
 }

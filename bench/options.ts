@@ -1,7 +1,9 @@
 // Command-line options of `npm run bench` and the workload sizes they select.
 import { parseArgs } from 'node:util';
 
-export type ServerName = 'regcache' | 'distribution';
+/** regcache and the two anchors: distribution v3 (`registry:3`, built from the Go module proxy) and Debian's 2.8. */
+export const SERVER_NAMES = ['regcache', 'distribution-v3', 'distribution'] as const;
+export type ServerName = (typeof SERVER_NAMES)[number];
 
 export interface BenchOptions {
   quick: boolean;
@@ -36,6 +38,12 @@ export interface Sizes {
   manifestConnections: number;
   manifestSeconds: number;
   manifestRepeats: number;
+  /** clients that read a blob slowly, all at once */
+  slowClients: number;
+  /** size of the blob they read */
+  slowBlob: number;
+  /** how fast each slow client reads (bytes/s) */
+  slowClientRate: number;
 }
 
 const MB = 1_000_000;
@@ -61,6 +69,9 @@ export function sizesFor(quick: boolean): Sizes {
         bigRepeats: 1,
         manifestSeconds: 2,
         manifestRepeats: 1,
+        slowClients: 100,
+        slowBlob: 16 * 1024 * 1024,
+        slowClientRate: 8 * 1024 * 1024,
       }
     : {
         ...common,
@@ -72,13 +83,17 @@ export function sizesFor(quick: boolean): Sizes {
         bigRepeats: 5, // ~1 s each and sensitive to other load on the machine: a few more samples
         manifestSeconds: 3,
         manifestRepeats: 3,
+        slowClients: 1000,
+        slowBlob: 64 * 1024 * 1024,
+        // 1,000 clients at 1 MiB/s: about a minute each, about 1 GB/s together
+        slowClientRate: 1024 * 1024,
       };
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--only regcache|distribution] [--tsx] [--no-build]
+const USAGE = `usage: npm run bench -- [--quick] [--only regcache|distribution-v3|distribution] [--tsx] [--no-build]
                           [--tmp DIR] [--cpu-prof DIR] [--out FILE]
   --quick      small sizes, one repetition: a smoke run of a minute or two
-  --only X     run one server only (no ratios)
+  --only X     run one server only (no ratios): regcache, distribution-v3 or distribution
   --tsx        run regcache from src/ through tsx instead of compiled dist/
   --no-build   do not compile dist/ first (use it as it is)
   --tmp DIR    put temp data (about 5 GB at full size) under DIR instead of the OS temp dir
@@ -104,13 +119,13 @@ export function parseOptions(argv: string[]): BenchOptions {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
-  if (values.only !== undefined && values.only !== 'regcache' && values.only !== 'distribution') {
-    throw new Error(`--only must be regcache or distribution, not ${values.only}\n${USAGE}`);
+  if (values.only !== undefined && !(SERVER_NAMES as readonly string[]).includes(values.only)) {
+    throw new Error(`--only must be one of ${SERVER_NAMES.join(', ')}, not ${values.only}\n${USAGE}`);
   }
   const regcacheFrom = values.tsx ? 'tsx' : 'dist';
   return {
     quick: values.quick,
-    servers: values.only ? [values.only as ServerName] : ['regcache', 'distribution'],
+    servers: values.only ? [values.only as ServerName] : [...SERVER_NAMES],
     regcacheFrom,
     build: regcacheFrom === 'dist' && !values['no-build'],
     tmpDir: values.tmp,

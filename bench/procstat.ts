@@ -6,6 +6,10 @@ const CLOCK_TICKS = 100; // USER_HZ; 100 on every Linux this runs on
 export interface ProcSampler {
   /** highest of VmHWM and every VmRSS sample so far (bytes) */
   peakRssBytes(): number;
+  /** current VmRSS (bytes) */
+  rssBytes(): number;
+  /** highest VmRSS sample since the last call of this (bytes): the peak of one step */
+  stepPeakRssBytes(): number;
   /** user + system CPU time of the process so far (seconds) */
   cpuSeconds(): number;
   /** the same, split: user (the process's own code) and system (the kernel on its behalf) */
@@ -16,6 +20,8 @@ export interface ProcSampler {
 /** Samples VmRSS/VmHWM every intervalMs; VmHWM (the kernel's own peak) covers spikes between samples. */
 export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
   let peak = 0;
+  let rss = 0;
+  let stepPeak = 0;
   let lastCpu = { user: 0, system: 0 };
   const sample = () => {
     try {
@@ -23,6 +29,10 @@ export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
       for (const key of ['VmRSS', 'VmHWM']) {
         const kb = Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
         peak = Math.max(peak, kb * 1024);
+        if (key === 'VmRSS') {
+          rss = kb * 1024;
+          stepPeak = Math.max(stepPeak, rss);
+        }
       }
       lastCpu = readCpu(pid);
     } catch {
@@ -33,6 +43,16 @@ export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
   const timer = setInterval(sample, intervalMs);
   timer.unref();
   return {
+    rssBytes() {
+      sample();
+      return rss;
+    },
+    stepPeakRssBytes() {
+      sample();
+      const p = stepPeak;
+      stepPeak = rss;
+      return p;
+    },
     peakRssBytes() {
       sample();
       return peak;

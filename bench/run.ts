@@ -12,8 +12,9 @@ import { topFunctions } from './cpuprofile.js';
 import { buildFixtures } from './fixtures.js';
 import { timed } from './load.js';
 import { parseOptions, sizesFor, type BenchOptions } from './options.js';
+import { ratioChart } from './chart.js';
 import { markdownTable, stepTable, targetOutcomes } from './report.js';
-import { REPO_ROOT, startServer, startUpstream } from './servers.js';
+import { REGISTRY_V3, REPO_ROOT, startServer, startUpstream } from './servers.js';
 import { onTeardown, runChild, teardown, teardownOnSignals } from './teardown.js';
 import { makeBenchDir, setTempBase } from './tmp.js';
 import { runWorkload, type ServerResult, type Side } from './workload.js';
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   const sizes = sizesFor(opts.quick);
   const started = new Date();
   if (opts.servers.includes('regcache')) await prepareRegcache(opts);
+  if (opts.servers.includes('distribution-v3')) await prepareV3();
   if (opts.cpuProfDir) await mkdir(opts.cpuProfDir, { recursive: true });
 
   const upstream = await startUpstream();
@@ -88,9 +90,11 @@ async function main(): Promise<void> {
   };
   await mkdir(dirname(opts.out), { recursive: true });
   await writeFile(opts.out, `${JSON.stringify(json, null, 2)}\n`);
+  const chartFile = opts.out.replace(/\.json$/, '') + '.svg';
+  await writeFile(chartFile, ratioChart(results, sizes, `regcache vs distribution, ${started.toISOString().slice(0, 10)}${opts.quick ? ' (--quick sizes)' : ''}`));
 
   const out: string[] = [
-    `\n## regcache vs distribution proxy — ${started.toISOString()}${opts.quick ? ' (--quick sizes)' : ''}`,
+    `\n## regcache vs distribution v3 and 2.8 in proxy mode — ${started.toISOString()}${opts.quick ? ' (--quick sizes)' : ''}`,
     `machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGB} GB, Linux ${machine.kernel}, node ${machine.node}; load average ${load.map((l) => l.toFixed(1)).join(' → ')}`,
     ...results.map((r) => `${r.server}: ${r.describe}`),
     '',
@@ -111,7 +115,7 @@ async function main(): Promise<void> {
     out.push('', `CPU profile ${p.file}: ${busy.toFixed(1)} s busy of ${(p.totalMs / 1000).toFixed(1)} s; top functions by self time (% of busy):`);
     for (const f of p.top) out.push(`  ${f.percent.toFixed(1).padStart(5)}%  ${f.name}  ${f.where}`);
   }
-  out.push('', `JSON: ${opts.out}; whole run ${json.durationSeconds.toFixed(0)} s`);
+  out.push('', `JSON: ${opts.out}; chart: ${chartFile}; whole run ${json.durationSeconds.toFixed(0)} s`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
@@ -139,6 +143,14 @@ async function prepareRegcache(opts: BenchOptions): Promise<void> {
     if (!existsSync(join(REPO_ROOT, 'dist/cli/main.js'))) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
     log(`WARNING: tsc reported errors (dist/ was still written):\n${r.stdout.split('\n').slice(0, 10).join('\n')}`);
   }
+}
+
+/** distribution v3 comes from the Go module proxy: scripts/tools.sh builds it (pinned) unless it is there. */
+async function prepareV3(): Promise<void> {
+  if (existsSync(REGISTRY_V3)) return;
+  log('building distribution v3 (scripts/tools.sh registry-v3)...');
+  const r = await runChild('bash', [join(REPO_ROOT, 'scripts/tools.sh'), 'registry-v3'], { cwd: REPO_ROOT });
+  if (r.code !== 0 || !existsSync(REGISTRY_V3)) throw new Error(`building distribution v3 failed:\n${r.stdout}${r.stderr}`);
 }
 
 /** The profiles this run wrote (regcache writes one when it exits). */

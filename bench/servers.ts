@@ -20,8 +20,13 @@ export interface ServerUnderTest {
   host: string;
   pid: number;
   logFile: string;
+  /** from spawning the process to its first 200 on /v2/ */
+  startupMs: number;
   stop(): Promise<void>;
 }
+
+/** distribution v3, built by scripts/tools.sh from the Go module proxy (pinned there). */
+export const REGISTRY_V3 = join(REPO_ROOT, '.tools/bin/registry-v3');
 
 /** distribution as the upstream, storage under the bench temp dir, no access log. */
 export async function startUpstream(): Promise<RunningRegistry> {
@@ -57,8 +62,8 @@ export async function startServer(
     let args: string[];
     let describe: string;
     let config: Record<string, unknown>;
-    if (name === 'distribution') {
-      // Debian's default config.yml has the in-memory blob descriptor cache: keep the anchor as deployed
+    if (name === 'distribution' || name === 'distribution-v3') {
+      // Debian's default config.yml has the in-memory blob descriptor cache: keep the anchors as deployed
       config = {
         version: 0.1,
         log: LOG,
@@ -66,14 +71,14 @@ export async function startServer(
         http: { ...http, secret: 'regcache-bench' },
         proxy: { remoteurl: remoteUrl },
       };
-      cmd = 'docker-registry';
+      cmd = name === 'distribution' ? 'docker-registry' : REGISTRY_V3;
       args = ['serve', join(work, 'config.yml')];
-      describe = execFileSync('docker-registry', ['--version'], { encoding: 'utf8' }).trim();
+      describe = execFileSync(cmd, ['--version'], { encoding: 'utf8' }).trim();
     } else {
       config = { version: 0.1, log: LOG, storage, http, proxy: { remoteurl: remoteUrl }, regcache: { freshness: '30s' } };
       const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
       const entry =
-        opts.regcacheFrom === 'dist' ? [join(REPO_ROOT, 'bin/regcache.js')] : ['--import', 'tsx', join(REPO_ROOT, 'src/cli/main.ts')];
+        opts.regcacheFrom === 'dist' ? [join(REPO_ROOT, 'bin/regcache.js')] : ['--import', import.meta.resolve('tsx'), join(REPO_ROOT, 'src/cli/main.ts')];
       cmd = process.execPath;
       args = [...prof, ...entry, 'serve', '--config', join(work, 'config.yml')];
       describe = `regcache ${regcacheVersion()} on node ${process.version}, ${
@@ -84,9 +89,11 @@ export async function startServer(
     const logFile = join(work, `${name}.log`);
     // REGISTRY_* variables override either server's config: keep the caller's out
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
+    const spawned = performance.now();
     const proc = await startProcess(cmd, args, { logFile, env, cwd: work });
     const url = `http://127.0.0.1:${port}`;
     await waitReady(proc, url, name);
+    const startupMs = performance.now() - spawned;
     return {
       name,
       describe,
@@ -94,6 +101,7 @@ export async function startServer(
       host: `127.0.0.1:${port}`,
       pid: proc.pid,
       logFile,
+      startupMs,
       async stop() {
         await proc.stop(10_000);
         await removeDir(work);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { FaultProxy } from '../test/support/faultproxy.js';
 import { removeDir } from '../test/support/tmp.js';
 import type { Fixtures } from './fixtures.js';
-import { cannonade, curlGet, MANIFEST_ACCEPT, median, pull, timed, withConcurrency } from './load.js';
+import { cannonade, curlGet, MANIFEST_ACCEPT, median, pull, slowGet, timed, withConcurrency } from './load.js';
 import type { Sizes } from './options.js';
 import { sampleProcess, type ProcSampler } from './procstat.js';
 import type { ServerUnderTest } from './servers.js';
@@ -57,6 +57,8 @@ class Run {
   ) {
     this.result = { server: side.server.name, describe: side.server.describe, metrics: {}, steps: {}, warnings: [] };
     this.proc = sampleProcess(side.server.pid);
+    this.record('startup_ms', side.server.startupMs);
+    this.record('idle_rss_mb', this.proc.rssBytes() / 1e6);
   }
 
   log(msg: string) {
@@ -120,8 +122,11 @@ export async function runWorkload(
 ): Promise<ServerResult[]> {
   const runs = sides.map((side) => new Run(side, say));
   let turn = 0;
-  /** the servers, the first one alternating from one measurement to the next */
-  const inTurn = () => (turn++ % 2 === 0 ? runs : [...runs].reverse());
+  /** the servers, which one goes first rotating from one measurement to the next */
+  const inTurn = () => {
+    const k = turn++ % runs.length;
+    return [...runs.slice(k), ...runs.slice(0, k)];
+  };
 
   try {
     for (const image of fx.five) {
@@ -224,6 +229,23 @@ export async function runWorkload(
           r.log(`6. manifest ${kind.label}: ${c.reqPerSec.toFixed(0)} req/s (p99 ${c.p99Ms} ms), ${upstreamReqs} upstream manifest requests`);
         }
       }
+    }
+
+    const slowUrl = (r: Run) => `${r.side.server.url}/v2/${fx.slow.repo}/blobs/${fx.slow.digest}`;
+    for (const r of inTurn()) {
+      await curlGet(slowUrl(r), fx.slow.size); // unmeasured: the slow clients read a cached blob
+      const n = sizes.slowClients;
+      r.proc.stepPeakRssBytes();
+      let completed = 0;
+      const secs = await r.step('8 slow clients', () =>
+        timed(() => Promise.all(Array.from({ length: n }, () => slowGet(slowUrl(r), fx.slow.size, sizes.slowClientRate).then((ok) => void (ok && completed++))))),
+      );
+      const rss = r.proc.stepPeakRssBytes() / 1e6;
+      r.record('slow_clients_s', secs);
+      r.record('slow_clients_completed', completed, n);
+      r.record('slow_clients_peak_rss_mb', rss);
+      r.warnIf(completed < n, `${n - completed} of ${n} slow clients did not get the whole blob`);
+      r.log(`8. ${n} slow clients: ${completed} complete in ${secs.toFixed(1)} s, peak RSS ${rss.toFixed(0)} MB`);
     }
 
     for (const r of runs) {
