@@ -32,7 +32,7 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
-function ago(ms: number): string {
+export function ago(ms: number): string {
   if (!ms) return '-';
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
   if (s < 120) return `${s}s ago`;
@@ -56,7 +56,7 @@ function parseBytes(v: string): number {
 }
 
 /** `:5001` → `http://127.0.0.1:5001`; wildcard hosts become loopback. */
-function localUrl(addr: string, scheme = 'http'): string {
+export function localUrl(addr: string, scheme = 'http'): string {
   const { host, port } = parseAddr(addr);
   const h = !host || host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
   return `${scheme}://${h}:${port}`;
@@ -82,7 +82,7 @@ function adminToken(opts: Common, config: Config): () => Promise<string | undefi
  * Where the cache commands act. A running server owns its cache (metadata lock): then they go through its admin
  * API on http.debug.addr (or --admin). Otherwise they open the storage directly, holding the lock meanwhile.
  */
-async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Config) => Promise<T>): Promise<T> {
+export async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Config) => Promise<T>): Promise<T> {
   // The token file is read only when a state-changing call needs it (adminToken), not to list or work offline.
   const { config } = await loadConfig({ file: opts.config, checkFiles: false });
   const token = adminToken(opts, config);
@@ -242,13 +242,14 @@ export function registerCacheCommands(program: Command): void {
     .option('--mirror <url>', 'mirror URL (default: http.addr of the config, e.g. http://127.0.0.1:5000)')
     .option('--platform <os/arch[/variant]>', 'only this platform of multi-arch images, e.g. linux/arm64')
     .option('--creds <user:password>', 'credentials when the mirror has auth.htpasswd')
-    .action(async (images: string[], opts: { config?: string; mirror?: string; platform?: string; creds?: string }) => {
+    .option('--json', 'machine-readable output: one JSON object per image when it is done', false)
+    .action(async (images: string[], opts: { config?: string; mirror?: string; platform?: string; creds?: string; json: boolean }) => {
       let mirror = opts.mirror;
       if (!mirror) {
         const { config } = await loadConfig({ file: opts.config });
         mirror = localUrl(config.http.addr, config.http.tls ? 'https' : 'http');
       }
-      const progress = progressPrinter();
+      const progress = opts.json ? { update() {}, done: (p: WarmProgress) => out(JSON.stringify(p)) } : progressPrinter();
       for (const image of images) {
         const p = await warmImage(image, { mirror, platform: opts.platform, creds: opts.creds, onProgress: (x) => progress.update(x) });
         progress.done(p);

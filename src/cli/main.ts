@@ -52,6 +52,14 @@ program
 
 registerCacheCommands(program);
 
+program
+  .command('status')
+  .description("one-screen summary: a running server's (through its debug listener) or a stopped cache's")
+  .option('-c, --config <file>', 'the config the server runs with (storage, http.debug.addr)')
+  .option('--url <url>', "a running server's debug listener, e.g. http://127.0.0.1:5001")
+  .option('--json', 'machine-readable output', false)
+  .action(async (opts: { config?: string; url?: string; json: boolean }) => (await import('./status.js')).runStatus(opts));
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {

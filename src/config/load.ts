@@ -31,6 +31,10 @@ export const EMBEDDED_DEFAULT = '(embedded default)';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 /** Where storage goes when the config names no storage driver at all (resolved against the cwd). */
 export const DEFAULT_ROOT = './data';
+/** regcache.dashboard.path default. */
+export const DEFAULT_DASHBOARD_PATH = '/dashboard';
+/** A typical cloud price of internet egress: AWS, GCP and Azure list about $0.09 per GB for the first tiers. */
+export const DEFAULT_EGRESS_PRICE_PER_GB = 0.09;
 /**
  * An upstream 404 is remembered this long: a client scanning names (or retrying a typo) costs one upstream
  * request per name and window, not one per request; short enough that a just-pushed image appears quickly.
@@ -241,6 +245,13 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
       cache: defined({ maxsizeBytes: rc.cache?.maxsize, lowwatermark: rc.cache?.lowwatermark ?? 0.9 }),
       ...(rc.trustproxy !== undefined && { trustproxy: rc.trustproxy }),
       ...(tokenfile && { admin: { tokenfile: resolve(tokenfile) } }),
+      dashboard: {
+        enabled: rc.dashboard?.enabled ?? true,
+        path: rc.dashboard?.path === '/' || !rc.dashboard?.path ? DEFAULT_DASHBOARD_PATH : rc.dashboard.path,
+        mainlistener: rc.dashboard?.mainlistener ?? false,
+        egressprice: rc.dashboard?.egressprice ?? DEFAULT_EGRESS_PRICE_PER_GB,
+        currency: rc.dashboard?.currency ?? 'USD',
+      },
     },
   };
 }

@@ -332,6 +332,17 @@ export const fileSchema = z.object({
     cache: opt({ maxsize: size().optional(), lowwatermark: ratio().optional() }),
     /** The admin API's credential (POST /admin/...): a file holding a bearer token. */
     admin: opt({ tokenfile: str().optional() }),
+    /** The web dashboard (src/observability/dashboard.ts). */
+    dashboard: opt({
+      enabled: bool().optional(),
+      path: text((v) => (/^\/[A-Za-z0-9._~\/-]*$/.test(v.trim()) && !/^\/(v2|admin|debug)(\/|$)/.test(v.trim()) ? v.trim().replace(/\/+$/, '') || '/' : new Bad(`expected an absolute URL path outside /v2, /admin and /debug, got ${describe(v)}`))).optional(),
+      mainlistener: bool().optional(),
+      egressprice: leaf((v) => {
+        const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : NaN;
+        return Number.isFinite(n) && n >= 0 ? n : new Bad(`expected a price per GB (e.g. 0.09), got ${describe(v)}`);
+      }).optional(),
+      currency: str().optional(),
+    }),
     trustproxy: z
       .union([bool(), z.array(text((v) => (isAddrOrCidr(v) ? v.trim() : new Bad(`expected an IP address or CIDR, got ${describe(v)}`))))], {
         error: 'expected true, false or a list of proxy addresses/CIDRs',

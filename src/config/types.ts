@@ -118,5 +118,10 @@ export interface Config {
      * admin request (POST /admin/...) must send. Absent: those work only on a loopback debug listener.
      */
     admin?: { tokenfile: string };
+    /**
+     * regcache.dashboard: the web page. On the debug listener at `path` unless `enabled: false`; also on the main
+     * listener (behind client auth) with `mainlistener: true`. `egressprice` per GB (10^9 bytes) of egress, in `currency`.
+     */
+    dashboard: { enabled: boolean; path: string; mainlistener: boolean; egressprice: number; currency: string };
   };
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { MetadataIndex } from '../metadata/index.js';
-import { repoName, type TagRecord } from '../metadata/types.js';
+import { repoName, type ManifestRecord, type TagRecord } from '../metadata/types.js';
 import { isDigest } from '../oci/digest.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { buildUnits, Planner, type Reason, type Removal, type Unit } from './plan.js';
@@ -17,6 +17,19 @@ export interface RepoSummary {
   /** Bytes of the distinct blobs the repository uses (blobs shared with other repositories count in each). */
   bytes: number;
   lastAccess: number;
+  /** Images: manifests no other cached manifest of the repository references (an index and its platforms count once). */
+  images?: ImageSummary[];
+}
+
+export interface ImageSummary {
+  digest: string;
+  mediaType: string;
+  /** Platform manifests cached under an index (0 for a single-platform image). */
+  platforms: number;
+  /** Bytes of its manifests and blobs that are cached. */
+  bytes: number;
+  lastAccess: number;
+  tags: string[];
 }
 
 export interface CacheListing {
@@ -89,16 +102,17 @@ export class CacheAdmin {
 
   list(filter?: string): CacheListing {
     const { index } = this.ctx;
-    const repos = new Map<string, RepoSummary & { digests: Set<string> }>();
+    const repos = new Map<string, RepoSummary & { digests: Set<string>; mine: ManifestRecord[] }>();
     const entry = (upstream: string, repo: string) => {
       const k = repoName(upstream, repo);
       let r = repos.get(k);
-      if (!r) repos.set(k, (r = { upstream, repo, tags: [], manifests: 0, blobs: 0, bytes: 0, lastAccess: 0, digests: new Set() }));
+      if (!r) repos.set(k, (r = { upstream, repo, tags: [], manifests: 0, blobs: 0, bytes: 0, lastAccess: 0, digests: new Set(), mine: [] }));
       return r;
     };
     for (const m of index.manifests()) {
       if (filter && !repoMatches(filter, m.upstream, m.repo)) continue;
       const r = entry(m.upstream, m.repo);
+      r.mine.push(m);
       r.manifests++;
       r.lastAccess = Math.max(r.lastAccess, m.lastAccess);
       for (const d of [m.digest, ...m.refs]) r.digests.add(d);
@@ -114,7 +128,8 @@ export class CacheAdmin {
       }
     }
     const out: RepoSummary[] = [];
-    for (const { digests, ...r } of repos.values()) {
+    for (const { digests, mine, ...r } of repos.values()) {
+      r.images = this.images(mine, r.tags);
       for (const d of digests) {
         const b = index.blob(d);
         if (!b) continue;
@@ -127,6 +142,34 @@ export class CacheAdmin {
     }
     out.sort((a, b) => repoName(a.upstream, a.repo).localeCompare(repoName(b.upstream, b.repo)));
     return { totalBytes: index.totalBytes, blobs: index.blobCount, maxSizeBytes: this.ctx.maxSizeBytes, repos: out };
+  }
+
+  private images(mine: ManifestRecord[], tags: Array<{ tag: string; digest: string }>): ImageSummary[] {
+    const { index } = this.ctx;
+    if (mine.length === 0) return [];
+    const { upstream, repo } = mine[0]!;
+    const child = new Set(mine.flatMap((m) => m.refs.filter((d) => index.manifest(upstream, repo, d))));
+    return mine
+      .filter((m) => !child.has(m.digest))
+      .map((m) => {
+        const seen = new Set<string>();
+        let platforms = 0;
+        let lastAccess = m.lastAccess;
+        const walk = (digest: string): void => {
+          if (seen.has(digest)) return;
+          seen.add(digest);
+          const sub = index.manifest(upstream, repo, digest);
+          if (sub && digest !== m.digest) platforms++;
+          if (sub) lastAccess = Math.max(lastAccess, sub.lastAccess);
+          for (const d of sub?.refs ?? []) walk(d);
+        };
+        walk(m.digest);
+        let bytes = 0;
+        for (const d of seen) bytes += index.blob(d)?.size ?? 0;
+        const tagNames = tags.filter((t) => t.digest === m.digest).map((t) => t.tag);
+        return { digest: m.digest, mediaType: m.mediaType, platforms, bytes, lastAccess, tags: tagNames };
+      })
+      .sort((a, b) => b.lastAccess - a.lastAccess);
   }
 
   private planner(): Planner {

@@ -28,9 +28,14 @@ function sameToken(presented: string, expectedHash: Buffer): boolean {
   return timingSafeEqual(sha256(presented), expectedHash);
 }
 
+/** The header the dashboard sends the token in: Authorization may carry the client's Basic credentials. */
+export const ADMIN_TOKEN_HEADER = 'x-regcache-admin-token';
+
 function bearer(req: IncomingMessage): string | undefined {
   const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.headers.authorization ?? '');
-  return m?.[1];
+  if (m) return m[1];
+  const h = req.headers[ADMIN_TOKEN_HEADER];
+  return typeof h === 'string' && h.trim() ? h.trim() : undefined;
 }
 
 /**

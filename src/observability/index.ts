@@ -1,11 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { isLoopbackAddr } from '../config/admintoken.js';
 import type { Config } from '../config/types.js';
 import { clientAddressResolver } from '../net/clientaddr.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import type { StorageObserver } from '../storage/checked.js';
 import type { Upstream } from '../upstream/types.js';
+import type { DownloadSnapshot } from '../proxy/index.js';
+import { dashboardRoute } from './dashboard.js';
 import { StorageHealth } from './health.js';
+import { History } from './history.js';
 import { Metrics, type ResponseInfo } from './metrics.js';
 import { debugHandler, mainRoutes, type DebugRoute, type HealthState } from './routes.js';
 import { instrumentUpstream } from './upstream.js';
@@ -19,6 +23,8 @@ export interface WatchedRuntime {
   storage: BlobStore;
   cache(): { bytes: number; blobs: number };
   upstreams(): Upstream[];
+  /** Upstream blob fetches in progress (the dashboard, /debug/vars). */
+  downloads?(): DownloadSnapshot[];
 }
 
 /**
@@ -27,6 +33,8 @@ export interface WatchedRuntime {
  */
 export class Observability {
   readonly metrics: Metrics;
+  /** Counter samples for the dashboard's charts. */
+  readonly history: History;
   health: StorageHealth | undefined;
   private runtime: WatchedRuntime | undefined;
   private draining = false;
@@ -39,9 +47,12 @@ export class Observability {
     const maxBytes = config.regcache.cache.maxsizeBytes;
     this.metrics = new Metrics({
       upstreams: () => this.runtime?.upstreams() ?? [],
-      cache: () => ({ ...(this.runtime?.cache() ?? { bytes: 0, blobs: 0 }), maxBytes }),
+      cache: () => ({ ...(this.runtime?.cache() ?? { bytes: 0, blobs: 0 }), maxBytes, lowWatermark: maxBytes !== undefined ? config.regcache.cache.lowwatermark : undefined }),
       storageHealthy: () => this.health?.healthy ?? true,
+      downloads: () => this.runtime?.downloads?.() ?? [],
+      egress: { pricePerGB: config.regcache.dashboard.egressprice, currency: config.regcache.dashboard.currency },
     });
+    this.history = new History(this.metrics);
     const self = this;
     this.state = {
       get healthy() {
@@ -65,6 +76,7 @@ export class Observability {
     this.runtime = runtime;
     this.health = new StorageHealth(runtime.storage, this.config.health.storagedriver, this.logger.child({ component: 'lifecycle' }));
     this.health.start();
+    this.history.start();
   }
 
   /** Spread into createHandler's options for each main listener. */
@@ -78,6 +90,24 @@ export class Observability {
       extra: mainRoutes(this.state),
       clientAddress: clientAddressResolver(this.config.regcache.trustproxy),
     };
+  }
+
+  /**
+   * The dashboard's route (regcache.dashboard), answering under its path. `admin` is the admin API route (it lists
+   * and removes); `mainListener`: served to clients, where the debug listener's loopback exception does not apply,
+   * so removal there needs regcache.admin.tokenfile.
+   */
+  dashboard(admin: DebugRoute, mainListener: boolean): DebugRoute {
+    const d = this.config.regcache.dashboard;
+    const hasToken = this.config.regcache.admin?.tokenfile !== undefined;
+    return dashboardRoute({
+      base: d.path,
+      metrics: this.metrics,
+      history: this.history,
+      admin,
+      removal: hasToken ? 'token' : mainListener || !isLoopbackAddr(this.config.http.debug?.addr ?? '') ? 'disabled' : 'open',
+      price: { pricePerGB: d.egressprice, currency: d.currency },
+    });
   }
 
   /** The http.debug.addr listener's handler: health, expvar, Prometheus, then `routes` (the admin API). */
@@ -99,5 +129,6 @@ export class Observability {
   close(): void {
     this.draining = true;
     this.health?.stop();
+    this.history.stop();
   }
 }

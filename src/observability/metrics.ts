@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheResult, ProxyEvents } from '../seams.js';
 import { BREAKER_STATE_VALUE, type BreakerStatus } from '../upstream/index.js';
+import type { DownloadSnapshot } from '../proxy/index.js';
 import type { RateLimitInfo } from '../upstream/types.js';
 
 /** What the handler reports per response (see HandlerOptions.onResponse). */
@@ -16,9 +17,36 @@ export interface ResponseInfo {
 
 export interface MetricsSources {
   upstreams(): Array<{ name: string; rateLimit(): RateLimitInfo | undefined; breaker?(): BreakerStatus }>;
-  cache(): { bytes: number; blobs: number; maxBytes?: number };
+  cache(): { bytes: number; blobs: number; maxBytes?: number; lowWatermark?: number };
   storageHealthy(): boolean;
+  /** Upstream blob fetches in progress. */
+  downloads?(): DownloadSnapshot[];
+  /** regcache.dashboard.egressprice and currency: what a byte served from cache saved. */
+  egress?: { pricePerGB: number; currency: string };
 }
+
+/** Per-upstream request statistics (/debug/vars regcache.upstreams[name].requests). */
+export interface UpstreamStats {
+  requests: number;
+  errors: number;
+  /** Mean time of the last (up to) 20 requests, in ms. */
+  latencyMs: number | null;
+  lastSuccess: number | null;
+  lastError: number | null;
+  lastErrorCode: string | null;
+}
+
+/** One eviction (or manual removal) as the sweeper or the admin API reported it. */
+export interface EvictionRecord {
+  at: number;
+  reason: string;
+  blobs: number;
+  bytes: number;
+}
+
+/** How many recent evictions /debug/vars keeps. */
+const RECENT_EVICTIONS = 50;
+const LATENCY_WINDOW = 20;
 
 /** distribution's expvar counters (registry.proxy.blobs / .manifests in /debug/vars). */
 interface ProxyVars {
@@ -39,7 +67,13 @@ const KIND: Record<string, 'blob' | 'manifest' | 'tags'> = { blobs: 'blob', mani
 export class Metrics {
   readonly registry = new Registry();
   private readonly vars = { blobs: newVars(), manifests: newVars() };
-  private readonly extra = { evictions: 0, evictedBytes: 0, coalescedWaits: 0, staleServed: 0 };
+  private readonly extra = { evictions: 0, evictedBytes: 0, coalescedWaits: 0, staleServed: 0, pullsSaved: 0 };
+  /** Registry requests by cache result (all kinds; = sum of regcache_cache_requests_total by result). */
+  private readonly results: Record<CacheResult, number> = { hit: 0, miss: 0, coalesced: 0, revalidated: 0, stale: 0 };
+  /** Body bytes by source (= sum of regcache_served_bytes_total by source). */
+  private readonly served = { cache: 0, upstream: 0 };
+  private readonly upstreamStats = new Map<string, UpstreamStats & { latencies: number[] }>();
+  private readonly recentEvictions: EvictionRecord[] = [];
 
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly httpDuration: Histogram<'method' | 'route'>;
@@ -259,8 +293,12 @@ export class Metrics {
     if (!kind || !info.cache) return;
     const result = info.cache as CacheResult;
     this.cacheRequests.inc({ kind, result });
+    if (result in this.results) this.results[result]++;
     const fromCache = FROM_CACHE.has(result);
-    if (info.bytes > 0) this.servedBytes.inc({ kind, source: fromCache ? 'cache' : 'upstream' }, info.bytes);
+    if (info.bytes > 0) {
+      this.servedBytes.inc({ kind, source: fromCache ? 'cache' : 'upstream' }, info.bytes);
+      this.served[fromCache ? 'cache' : 'upstream'] += info.bytes;
+    }
     if (kind === 'tags') return;
     const v = kind === 'blob' ? this.vars.blobs : this.vars.manifests;
     v.Requests++;
@@ -269,12 +307,30 @@ export class Metrics {
     v.BytesPushed += info.bytes;
     if (kind === 'manifest' && info.method === 'GET' && fromCache && info.upstream && info.status < 400) {
       this.pullsSaved.inc({ upstream: info.upstream });
+      this.extra.pullsSaved++;
     }
   }
 
   /** Called by the instrumented upstream client for every request. */
-  upstreamCall(upstream: string, op: string, outcome: { code?: string; status?: number; bytes?: number }): void {
+  upstreamCall(upstream: string, op: string, outcome: { code?: string; status?: number; bytes?: number; ms?: number }): void {
     this.upstreamRequests.inc({ upstream, op, outcome: outcome.code ?? 'ok' });
+    let st = this.upstreamStats.get(upstream);
+    if (!st) {
+      st = { requests: 0, errors: 0, latencyMs: null, lastSuccess: null, lastError: null, lastErrorCode: null, latencies: [] };
+      this.upstreamStats.set(upstream, st);
+    }
+    st.requests++;
+    // A 404 is an answer: the upstream is up.
+    if (outcome.code && outcome.status !== 404) {
+      st.errors++;
+      st.lastError = Date.now();
+      st.lastErrorCode = outcome.code;
+    } else st.lastSuccess = Date.now();
+    if (outcome.ms !== undefined) {
+      st.latencies.push(outcome.ms);
+      if (st.latencies.length > LATENCY_WINDOW) st.latencies.shift();
+      st.latencyMs = Math.round((st.latencies.reduce((a, b) => a + b, 0) / st.latencies.length) * 10) / 10;
+    }
     if (outcome.code && outcome.status !== 404) this.upstreamErrors.inc({ upstream, op, code: outcome.code });
     if (outcome.bytes) {
       this.upstreamBytes.inc({ upstream, kind: 'manifest' }, outcome.bytes);
@@ -293,6 +349,13 @@ export class Metrics {
     this.evictedBytes.inc({ reason }, bytes);
     this.extra.evictions += blobs;
     this.extra.evictedBytes += bytes;
+    this.recentEvictions.unshift({ at: Date.now(), reason, blobs, bytes });
+    if (this.recentEvictions.length > RECENT_EVICTIONS) this.recentEvictions.pop();
+  }
+
+  /** The counters the dashboard's history samples (all also in /metrics and /debug/vars). */
+  totals(): { results: Record<CacheResult, number>; served: { cache: number; upstream: number }; cacheBytes: number } {
+    return { results: { ...this.results }, served: { ...this.served }, cacheBytes: this.sources.cache().bytes };
   }
 
   get contentType(): string {
@@ -312,17 +375,37 @@ export class Metrics {
       memstats: { Alloc: mem.heapUsed, HeapAlloc: mem.heapUsed, HeapSys: mem.heapTotal, Sys: mem.rss, External: mem.external },
       registry: { proxy: { blobs: { ...this.vars.blobs }, manifests: { ...this.vars.manifests } } },
       regcache: {
-        cache: { bytes: cache.bytes, blobs: cache.blobs, maxBytes: cache.maxBytes ?? null },
-        evictions: { blobs: this.extra.evictions, bytes: this.extra.evictedBytes },
+        cache: {
+          bytes: cache.bytes,
+          blobs: cache.blobs,
+          maxBytes: cache.maxBytes ?? null,
+          lowWatermark: cache.lowWatermark ?? null,
+        },
+        evictions: { blobs: this.extra.evictions, bytes: this.extra.evictedBytes, recent: [...this.recentEvictions] },
         coalescedWaits: this.extra.coalescedWaits,
         staleServed: this.extra.staleServed,
+        requests: { ...this.results },
+        servedBytes: { ...this.served },
+        pullsSaved: this.extra.pullsSaved,
+        savings: savings(this.served.cache, this.sources.egress),
         storageHealthy: this.sources.storageHealthy(),
+        downloads: this.sources.downloads?.() ?? [],
         upstreams: Object.fromEntries(
-          this.sources.upstreams().map((u) => [u.name, { rateLimit: u.rateLimit() ?? null, breaker: u.breaker?.() ?? null }]),
+          this.sources.upstreams().map((u) => {
+            const st = this.upstreamStats.get(u.name);
+            const requests = st ? (({ latencies: _, ...rest }) => rest)(st) : null;
+            return [u.name, { rateLimit: u.rateLimit() ?? null, breaker: u.breaker?.() ?? null, requests }];
+          }),
         ),
       },
     };
   }
+}
+
+/** Bytes served from cache are egress the upstream did not send: GB are 10^9 bytes, as cloud price lists count. */
+function savings(bytes: number, egress: MetricsSources['egress']): { bytes: number; pricePerGB: number | null; currency: string | null; amount: number | null } {
+  if (!egress) return { bytes, pricePerGB: null, currency: null, amount: null };
+  return { bytes, pricePerGB: egress.pricePerGB, currency: egress.currency, amount: Math.round((bytes / 1e9) * egress.pricePerGB * 100) / 100 };
 }
 
 function newVars(): ProxyVars {

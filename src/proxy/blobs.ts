@@ -9,6 +9,19 @@ import { BlobScopes } from './scope.js';
 import { NegativeCache } from './negative.js';
 
 
+/** A read-only view of one upstream blob fetch in progress (the dashboard, /debug/vars). */
+export interface DownloadSnapshot {
+  digest: string;
+  upstream: string;
+  repo: string;
+  /** Announced size; null when the upstream sent none. */
+  size: number | null;
+  bytes: number;
+  startedAt: number;
+  /** Client streams reading the blob now (the first requester and those that joined). */
+  clients: number;
+}
+
 export type BlobSource =
   | { kind: 'stored'; size: number; result: CacheResult; open(range?: ByteRange): Promise<Readable> }
   | { kind: 'download'; size: number | null; result: CacheResult; open(range?: ByteRange): Readable };
@@ -30,6 +43,8 @@ export class BlobCache {
   private coordinator: Coordinator | undefined;
   /** Open client streams per digest. */
   private readonly serving = new Map<string, number>();
+  /** Downloads this process runs, for downloads(). */
+  private readonly running = new Map<string, { upstream: string; repo: string; startedAt: number; dl: Download }>();
 
   constructor(
     private readonly storage: BlobStore,
@@ -208,7 +223,7 @@ export class BlobCache {
     }
     this.events.downloadStarted(upstream.name);
     const started = Date.now();
-    return Download.start({
+    const dl = await Download.start({
       digest,
       size: resp.size,
       body: resp.body,
@@ -220,6 +235,23 @@ export class BlobCache {
         else this.logger.debug({ digest, repo, bytes, ms: Date.now() - started }, 'blob cached');
       },
     });
+    this.running.set(digest, { upstream: upstream.name, repo, startedAt: started, dl });
+    const forget = (): boolean => this.running.delete(digest);
+    dl.finished.then(forget, forget);
+    return dl;
+  }
+
+  /** The downloads running now, each with its progress and how many clients read it. */
+  downloads(): DownloadSnapshot[] {
+    return [...this.running].map(([digest, r]) => ({
+      digest,
+      upstream: r.upstream,
+      repo: r.repo,
+      size: r.dl.size,
+      bytes: r.dl.bytesWritten,
+      startedAt: r.startedAt,
+      clients: this.serving.get(digest) ?? 0,
+    }));
   }
 
   /** Resolves when no download is running (graceful shutdown). */

@@ -10,7 +10,7 @@ import { ManifestCache } from './manifests.js';
 import { TagLists } from './tags.js';
 import { ReferrersCache } from './referrers.js';
 import { noopEvents, type ProxyEvents } from '../seams.js';
-export type { BlobSource } from './blobs.js';
+export type { BlobSource, DownloadSnapshot } from './blobs.js';
 export { BlobScopes, type ReferenceLookup } from './scope.js';
 export type { ManifestResult } from './manifests.js';
 export type { ReferrersResult } from './referrers.js';

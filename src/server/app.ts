@@ -12,7 +12,7 @@ import { openStorage, type BlobStore } from '../storage/index.js';
 import { createUpstream } from '../upstream/index.js';
 import { DisposerStack } from './disposers.js';
 import { ABORTED_DOWNLOADS_GRACE_MS, delay, drainServers } from './drain.js';
-import { createHandler } from './handler.js';
+import { createHandler, type HandlerOptions } from './handler.js';
 import { Security } from './security.js';
 
 /** The eviction sweeper's leader lease among replicas sharing a Redis: a crashed leader is replaced within this long. */
@@ -77,6 +77,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
     storage,
     cache: () => ({ bytes: lifecycle.index.totalBytes, blobs: lifecycle.index.blobCount }),
     upstreams: () => upstreams.map((u) => u.client),
+    downloads: () => proxy.blobs.downloads(),
   });
   lifecycle.start({
     proxy,
@@ -86,7 +87,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
 
   const api = new RegistryApi(proxy, new UpstreamRouter(upstreams, logger));
   const auth = security.auth;
-  const base = {
+  const base: Omit<HandlerOptions, 'listenerUpstream'> = {
     api,
     logger,
     headers: config.http.headers,
@@ -106,6 +107,19 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
     { addr: config.http.addr },
     ...config.upstreams.filter((u) => u.addr).map((u) => ({ addr: u.addr!, upstream: u.name })),
   ];
+  const adminRoute = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => lifecycle.adminRoute(req, res, url);
+  const dash = config.regcache.dashboard;
+  if (dash.enabled && dash.mainlistener) {
+    // regcache.dashboard.mainlistener: the page on the main listener too, behind the same client auth as /v2/.
+    const route = observability.dashboard(adminRoute, true);
+    const extra = base.extra;
+    base.extra = async (req, res, pathname) => {
+      if (await extra?.(req, res, pathname)) return true;
+      if (pathname !== dash.path && !pathname.startsWith(`${dash.path}/`)) return false;
+      if (auth) await auth.authenticate(req);
+      return route(req, res, new URL(req.url ?? '/', 'http://localhost'));
+    };
+  }
   for (const l of listeners) {
     urls.push(await listen(security.createServer(createHandler({ ...base, listenerUpstream: l.upstream })), l.addr, security.scheme));
     logger.info({ addr: l.addr, tls: security.scheme === 'https', upstream: l.upstream ?? config.upstreams[0]!.name }, 'listening');
@@ -120,7 +134,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
   let debugUrl: string | undefined;
   const dbg = config.http.debug;
   if (dbg) {
-    const handler = observability.debugHandler([(req, res, url) => lifecycle.adminRoute(req, res, url)]);
+    const handler = observability.debugHandler([adminRoute, ...(dash.enabled ? [observability.dashboard(adminRoute, false)] : [])]);
     // Not drained with the API listeners: metrics stay readable until the very end.
     const debugServer = http.createServer(handler);
     disposers.defer(() => closeServer(debugServer));

@@ -67,7 +67,13 @@ describe('DESIGN.md reference config', () => {
           authhosts: ['auth.docker.io'],
         },
       ],
-      regcache: { requireauth: false, negativeTtlMs: 15_000, acme: { challenge: 'tls-alpn-01', httpaddr: ':80' }, cache: { lowwatermark: 0.9 } },
+      regcache: {
+        requireauth: false,
+        negativeTtlMs: 15_000,
+        acme: { challenge: 'tls-alpn-01', httpaddr: ':80' },
+        cache: { lowwatermark: 0.9 },
+        dashboard: { enabled: true, path: '/dashboard', mainlistener: false, egressprice: 0.09, currency: 'USD' },
+      },
     });
   });
 
@@ -431,6 +437,8 @@ describe('invalid values: ConfigError naming each key path and why', () => {
     ['minimumtls', 'http: { tls: { certificate: /c, key: /k, minimumtls: tls1.9 } }', 'http.tls.minimumtls', /^expected one of tls1\.0, tls1\.1, tls1\.2, tls1\.3; got "tls1\.9"$/],
     ['unix socket', 'http: { net: unix, addr: ":1" }', 'http.net', 'unix sockets are not supported (use tcp)'],
     ['requireauth', 'regcache: { requireauth: true }', 'regcache.requireauth', 'requires auth.htpasswd'],
+    ['dashboard path', 'regcache: { dashboard: { path: /v2/ui } }', 'regcache.dashboard.path', 'expected an absolute URL path outside /v2, /admin and /debug, got "/v2/ui"'],
+    ['egress price', 'regcache: { dashboard: { egressprice: cheap } }', 'regcache.dashboard.egressprice', 'expected a price per GB (e.g. 0.09), got "cheap"'],
     ['upstream remoteurl', 'regcache: { upstreams: [ { name: x } ] }', 'regcache.upstreams[0].remoteurl', 'required'],
     ['upstream addr', 'regcache: { upstreams: [ { remoteurl: "https://q.example", addr: nope } ] }', 'regcache.upstreams[0].addr', 'expected host:port or :port, got "nope"'],
     ['upstream prefix', 'regcache: { upstreams: [ { remoteurl: "https://q.example", prefix: "Bad/" } ] }', 'regcache.upstreams[0].prefix', '"Bad/" is not a repository name prefix (e.g. ghcr.io or ghcr)'],

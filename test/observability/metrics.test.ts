@@ -87,7 +87,7 @@ describe('metrics and access log', () => {
     assert.deepEqual(v.registry.proxy.blobs, { Requests: 2 * n, Hits: n, Misses: n, BytesPulled: blobBytes(), BytesPushed: 2 * blobBytes() });
     assert.equal(v.registry.proxy.manifests.Hits, 1);
     assert.equal(v.registry.proxy.manifests.Misses, 1);
-    assert.deepEqual(v.regcache.cache, { bytes: stored, blobs: n + 1, maxBytes: null });
+    assert.deepEqual(v.regcache.cache, { bytes: stored, blobs: n + 1, maxBytes: null, lowWatermark: null });
   });
 
   it('counts coalesced waits: concurrent cold requests for one blob make one upstream fetch', async () => {
