@@ -31,6 +31,8 @@ const API_HEADERS = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 const READ_METHODS = new Set(['GET', 'HEAD']);
 const DEFAULT_PAGE = 1000;
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+/** A tag of the OCI 1.1 referrers tag schema: the referrers index of the manifest `sha256:<hex>`. */
+const SCHEMA_TAG = /^sha256-[0-9a-f]{64}$/;
 
 function json(status: number, value: unknown, extra: Record<string, string> = {}): ApiResponse {
   const body = Buffer.from(JSON.stringify(value));
@@ -100,7 +102,25 @@ export class RegistryApi {
       throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { detail: { reference } });
     }
     const { upstream, repo } = this.router.resolve(name, req.ctx);
-    const m = await this.proxy.manifests.get(upstream.client, upstream.config.freshnessMs, repo, reference);
+    // The referrers tag schema (an upstream without the referrers API): what the upstream said about the tag is
+    // noted, so that a tag it did not have is answered 404 again when it is down (clients read that as "no
+    // referrers"; a 503 makes `oras discover` fail on every artifact without referrers).
+    const schemaDigest = SCHEMA_TAG.test(reference) ? reference.replace('-', ':') : undefined;
+    let m;
+    try {
+      m = await this.proxy.manifests.get(upstream.client, upstream.config.freshnessMs, repo, reference);
+    } catch (e) {
+      if (schemaDigest) {
+        if (e instanceof RegistryError && e.status === 404) await this.proxy.referrers.noteSchemaTag(upstream.client, repo, schemaDigest, false);
+        else if ((!(e instanceof RegistryError) || e.status >= 500) && (await this.proxy.referrers.schemaTagAbsent(upstream.client, repo, schemaDigest, e))) {
+          throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: upstream ${upstream.config.name} had no tag ${reference} when last asked (it is unreachable now)`, {
+            detail: { tag: reference },
+          });
+        }
+      }
+      throw e;
+    }
+    if (schemaDigest && m.result !== 'hit' && m.result !== 'stale') await this.proxy.referrers.noteSchemaTag(upstream.client, repo, schemaDigest, true);
     const etag = `"${m.digest}"`;
     const headers = {
       ...API_HEADERS,
