@@ -102,7 +102,9 @@ describe('web dashboard', { skip }, () => {
     page.on('console', (msg) => msg.type() === 'error' && errors.push(msg.text()));
     const res = await page.goto(`${cache.app.debugUrl}/dashboard`);
     assert.equal(res?.status(), 200);
+    // Two independent polls fill the page: the counters (/api/vars) and the repository list (/api/cache).
     await page.waitForSelector('#repos tbody tr[data-repo]');
+    await page.waitForSelector('#cache-size[data-bytes]');
     assert.equal(await page.locator('#cache-size').getAttribute('data-bytes'), String(size));
     assert.equal(await page.locator('#req-hit').textContent(), String(hits));
     assert.equal(await page.locator('#bytes-saved').getAttribute('data-bytes'), String(saved));
