@@ -6,6 +6,8 @@ import { parseSize } from '../config/size.js';
 import type { Config } from '../config/types.js';
 import { CacheAdmin, type CacheListing, type RemovalResult } from '../lifecycle/admin.js';
 import { AdminClient, type CacheOps } from '../lifecycle/adminclient.js';
+import { importBundle, planExport, writeBundle, type BundleContext } from '../lifecycle/bundle.js';
+import { registerBundleCommands } from './bundle.js';
 import { ttlResolver } from '../lifecycle/sweeper.js';
 import { warmImage, type WarmProgress } from '../lifecycle/warm.js';
 import { lockHolder } from '../metadata/lock.js';
@@ -111,12 +113,15 @@ export async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Con
       maxSizeBytes: config.regcache.cache.maxsizeBytes,
       lowWatermark: config.regcache.cache.lowwatermark,
     });
+    const bundles: BundleContext = { index: meta.index, storage, upstreams: config.upstreams.map((u) => u.name) };
     return await fn(
       {
         list: (repo) => admin.list(repo),
         remove: (ref, o) => admin.remove(ref, o),
         prune: (o) => admin.prune(o),
         verify: (o) => admin.verify(o),
+        exportBundle: async (images, o, dest) => writeBundle(bundles, await planExport(bundles, images, o), dest),
+        importBundle: (input, o) => importBundle(bundles, input, o),
       },
       config,
     );
@@ -233,6 +238,8 @@ export function registerCacheCommands(program: Command): void {
         if (r.corrupt.length > 0) process.exitCode = 1;
       }),
     );
+
+  registerBundleCommands(cache, common, withCache);
 
   cache
     .command('warm')

@@ -31,6 +31,8 @@ export const EMBEDDED_DEFAULT = '(embedded default)';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 /** Where storage goes when the config names no storage driver at all (resolved against the cwd). */
 export const DEFAULT_ROOT = './data';
+/** regcache.warm.interval default. */
+export const DEFAULT_WARM_INTERVAL_MS = 6 * 3600_000;
 /** regcache.dashboard.path default. */
 export const DEFAULT_DASHBOARD_PATH = '/dashboard';
 /** A typical cloud price of internet egress: AWS, GCP and Azure list about $0.09 per GB for the first tiers. */
@@ -245,6 +247,7 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
       cache: defined({ maxsizeBytes: rc.cache?.maxsize, lowwatermark: rc.cache?.lowwatermark ?? 0.9 }),
       ...(rc.trustproxy !== undefined && { trustproxy: rc.trustproxy }),
       ...(tokenfile && { admin: { tokenfile: resolve(tokenfile) } }),
+      ...(rc.warm?.images?.length && { warm: { images: rc.warm.images, intervalMs: rc.warm.interval || DEFAULT_WARM_INTERVAL_MS } }),
       dashboard: {
         enabled: rc.dashboard?.enabled ?? true,
         path: rc.dashboard?.path === '/' || !rc.dashboard?.path ? DEFAULT_DASHBOARD_PATH : rc.dashboard.path,

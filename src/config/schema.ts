@@ -332,6 +332,8 @@ export const fileSchema = z.object({
     cache: opt({ maxsize: size().optional(), lowwatermark: ratio().optional() }),
     /** The admin API's credential (POST /admin/...): a file holding a bearer token. */
     admin: opt({ tokenfile: str().optional() }),
+    /** Images kept warm by the running server: tags revalidated, new digests pulled, every interval. */
+    warm: opt({ images: strList().optional(), interval: duration().optional() }),
     /** The web dashboard (src/observability/dashboard.ts). */
     dashboard: opt({
       enabled: bool().optional(),

@@ -118,6 +118,8 @@ export interface Config {
      * admin request (POST /admin/...) must send. Absent: those work only on a loopback debug listener.
      */
     admin?: { tokenfile: string };
+    /** regcache.warm: images the running server keeps warm (revalidated, new digests pulled) every intervalMs. */
+    warm?: { images: string[]; intervalMs: number };
     /**
      * regcache.dashboard: the web page. On the debug listener at `path` unless `enabled: false`; also on the main
      * listener (behind client auth) with `mainlistener: true`. `egressprice` per GB (10^9 bytes) of egress, in `currency`.

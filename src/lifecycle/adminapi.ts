@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CacheAdmin } from './admin.js';
 import type { AdminGate } from './adminauth.js';
+import { BundleError, importBundle, planExport, writeBundle, type BundleContext } from './bundle.js';
 
 /**
  * The admin API on the debug listener (never on the public one), used by `regcache cache ... ` while the server
@@ -9,12 +10,17 @@ import type { AdminGate } from './adminauth.js';
  *   POST /admin/cache/rm      {ref, dryRun}
  *   POST /admin/cache/prune   {olderThanMs, maxSizeBytes, dryRun}
  *   POST /admin/cache/verify  {dryRun}
+ *   POST /admin/cache/export  {images, platform}   → an OCI image layout tar (application/x-tar)
+ *   POST /admin/cache/import?upstream=NAME         ← an OCI image layout tar (Content-Type: application/x-tar)
  * Reading is open (as distribution's debug listener). Every state-changing request under /admin/ first passes the
  * AdminGate (adminauth.ts: a bearer token from regcache.admin.tokenfile, or a loopback-only listener; 401/403
- * otherwise), then must be `Content-Type: application/json` (415). Answers JSON; errors are {"error": "..."}.
+ * otherwise), then must be `Content-Type: application/json` (415; `application/x-tar` for import, which a browser
+ * cannot send cross-origin without a preflight either). Answers JSON; errors are {"error": "..."}.
  */
 export const ADMIN_ROOT = '/admin/';
 export const ADMIN_PREFIX = '/admin/cache';
+export const ADMIN_IMPORT = `${ADMIN_PREFIX}/import`;
+export const TAR_TYPE = 'application/x-tar';
 
 const MAX_BODY = 64 * 1024;
 
@@ -53,6 +59,7 @@ export async function handleAdmin(
   req: IncomingMessage,
   res: ServerResponse,
   url: URL,
+  bundles?: BundleContext,
 ): Promise<boolean> {
   const p = url.pathname;
   if (!p.startsWith(ADMIN_ROOT)) return false;
@@ -63,9 +70,10 @@ export async function handleAdmin(
       return sendJson(res, denied.status, { error: denied.error }, denied.headers);
     }
     // A browser cannot send this cross-origin without a CORS preflight, which is never granted.
-    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
+    const type = p === ADMIN_IMPORT ? TAR_TYPE : 'application/json';
+    if ((req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() !== type) {
       req.resume();
-      return sendJson(res, 415, { error: 'Content-Type must be application/json' });
+      return sendJson(res, 415, { error: `Content-Type must be ${type}` });
     }
   }
   if (!admin) return sendJson(res, 503, { error: 'this process does not manage the cache: another regcache process holds its metadata lock' });
@@ -77,6 +85,11 @@ export async function handleAdmin(
       return sendJson(res, 200, admin.list(url.searchParams.get('repo') ?? undefined));
     }
     if (req.method !== 'POST') return sendJson(res, 405, { error: 'use POST' });
+    if (op === '/import') {
+      if (!bundles) return sendJson(res, 503, { error: 'this process does not manage the cache' });
+      const upstream = url.searchParams.get('upstream') ?? undefined;
+      return sendJson(res, 200, await importBundle(bundles, req, { upstream }));
+    }
     const body = await readJson(req);
     const dryRun = body.dryRun === true;
     switch (op) {
@@ -87,11 +100,29 @@ export async function handleAdmin(
         return sendJson(res, 200, await admin.prune({ olderThanMs: optNumber(body.olderThanMs), maxSizeBytes: optNumber(body.maxSizeBytes), dryRun }));
       case '/verify':
         return sendJson(res, 200, await admin.verify({ dryRun }));
+      case '/export': {
+        if (!bundles) return sendJson(res, 503, { error: 'this process does not manage the cache' });
+        const images = Array.isArray(body.images) && body.images.every((i) => typeof i === 'string') ? (body.images as string[]) : undefined;
+        if (!images) return sendJson(res, 400, { error: 'images (a list of image references) is required' });
+        const platform = typeof body.platform === 'string' && body.platform ? body.platform : undefined;
+        const plan = await planExport(bundles, images, { platform });
+        res.writeHead(200, { 'Content-Type': TAR_TYPE, 'X-Regcache-Export-Bytes': String(plan.bytes) });
+        await writeBundle(bundles, plan, res).catch((e: unknown) => {
+          bundles.logger?.warn({ err: (e as Error).message }, 'cache export: stream ended early');
+          res.destroy();
+        });
+        return true;
+      }
       default:
         return sendJson(res, 404, { error: `no admin operation ${op}` });
     }
   } catch (e) {
-    if (!res.headersSent) sendJson(res, 400, { error: (e as Error).message });
+    if (!res.headersSent) {
+      // A bad bundle or request is the caller's (400); anything else is ours, said without a stack trace.
+      const status = e instanceof BundleError || !(e instanceof Error) || op !== '/import' ? 400 : 500;
+      if (op === '/import') req.resume();
+      sendJson(res, status, { error: (e as Error).message });
+    }
     return true;
   }
 }

@@ -1,6 +1,10 @@
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { Agent, fetch } from 'undici';
 import type { CacheListing, RemovalResult } from './admin.js';
-import { ADMIN_PREFIX } from './adminapi.js';
+import { ADMIN_PREFIX, TAR_TYPE } from './adminapi.js';
+import type { ImportReport } from './bundle.js';
 import type { VerifyReport } from './verify.js';
 
 /** The `regcache cache` operations, local (CacheAdmin over the storage) or remote (a running server's admin API). */
@@ -9,6 +13,9 @@ export interface CacheOps {
   remove(ref: string, opts: { dryRun?: boolean }): Promise<RemovalResult>;
   prune(opts: { olderThanMs?: number; maxSizeBytes?: number; dryRun?: boolean }): Promise<RemovalResult>;
   verify(opts: { dryRun?: boolean }): Promise<VerifyReport>;
+  /** An OCI image layout tar of cached images, written to `out` (see bundle.ts). */
+  exportBundle(images: string[], opts: { platform?: string }, out: Writable): Promise<void>;
+  importBundle(input: Readable, opts: { upstream?: string }): Promise<ImportReport>;
 }
 
 /** Client of the admin API on a server's debug listener (see adminapi.ts). */
@@ -25,24 +32,28 @@ export class AdminClient implements CacheOps {
     private readonly token: () => Promise<string | undefined> = async () => undefined,
   ) {}
 
-  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  private async send(method: 'GET' | 'POST', path: string, body?: string | Readable, type = 'application/json') {
     const headers: Record<string, string> = {};
     if (method === 'POST') {
-      headers['Content-Type'] = 'application/json';
+      headers['Content-Type'] = type;
       const token = await this.token();
       if (token !== undefined) headers.Authorization = `Bearer ${token}`;
     }
-    let res;
     try {
-      res = await fetch(`${this.baseUrl}${ADMIN_PREFIX}${path}`, {
+      return await fetch(`${this.baseUrl}${ADMIN_PREFIX}${path}`, {
         dispatcher: this.dispatcher,
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body,
+        ...(body instanceof Readable && { duplex: 'half' as const }),
       });
     } catch (e) {
       throw new Error(`cannot reach the admin API at ${this.baseUrl}: ${(e as Error).message}`);
     }
+  }
+
+  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, stream?: Readable): Promise<T> {
+    const res = await this.send(method, path, stream ?? (body === undefined ? undefined : JSON.stringify(body)), stream ? TAR_TYPE : undefined);
     const text = await res.text();
     let value: unknown;
     try {
@@ -65,5 +76,27 @@ export class AdminClient implements CacheOps {
   }
   verify(opts: { dryRun?: boolean }): Promise<VerifyReport> {
     return this.call('POST', '/verify', opts);
+  }
+  async exportBundle(images: string[], opts: { platform?: string }, out: Writable): Promise<void> {
+    const res = await this.send('POST', '/export', JSON.stringify({ images, platform: opts.platform }));
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      let msg = `HTTP ${res.status}`;
+      try {
+        msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+      } catch {
+        msg = `${msg}: ${text.slice(0, 200)}`;
+      }
+      throw new Error(`admin API: ${msg}`);
+    }
+    try {
+      await pipeline(Readable.fromWeb(res.body as WebReadableStream), out);
+    } catch (e) {
+      throw new Error(`admin API: the export stream broke off: ${(e as Error).message}`);
+    }
+  }
+  importBundle(input: Readable, opts: { upstream?: string }): Promise<ImportReport> {
+    const q = opts.upstream ? `?upstream=${encodeURIComponent(opts.upstream)}` : '';
+    return this.call('POST', `/import${q}`, undefined, input);
   }
 }

@@ -1,3 +1,5 @@
+import { isDigest } from '../oci/digest.js';
+
 /**
  * A small JSON record read back from storage (tag, manifest link, tag list), or undefined when it is torn,
  * empty or not what we wrote (a crash on a filesystem without the rename guarantee, a disk error, a hand
@@ -11,4 +13,34 @@ export function parseRecord<T>(buf: Buffer | null, valid: (v: Partial<T>) => boo
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The tag record stored at tagKey(): the digest a tag pointed to when its upstream last confirmed it. Written by
+ * the manifest cache on revalidation and by `regcache cache import`; read back with parseRecord(buf, isTagRecord).
+ */
+export interface StoredTag {
+  digest: string;
+  mediaType: string;
+  /** Last time upstream confirmed this tag → digest (ms since epoch). */
+  validatedAt: number;
+}
+
+/** The manifest link stored at manifestLinkKey(): the manifest (a blob) belongs to this repository. */
+export interface StoredManifestLink {
+  mediaType: string;
+  size: number;
+  fetchedAt: number;
+}
+
+export const isStoredTag = (r: Partial<StoredTag>): boolean =>
+  typeof r.digest === 'string' && isDigest(r.digest) && typeof r.mediaType === 'string' && typeof r.validatedAt === 'number';
+export const isStoredManifestLink = (l: Partial<StoredManifestLink>): boolean => typeof l.mediaType === 'string' && l.mediaType !== '';
+
+export function encodeTag(rec: StoredTag): Buffer {
+  return Buffer.from(JSON.stringify({ digest: rec.digest, mediaType: rec.mediaType, validatedAt: rec.validatedAt }));
+}
+
+export function encodeManifestLink(link: StoredManifestLink): Buffer {
+  return Buffer.from(JSON.stringify({ mediaType: link.mediaType, size: link.size, fetchedAt: link.fetchedAt }));
 }
