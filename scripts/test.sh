@@ -29,6 +29,9 @@ fi
 # Go test tools (OCI conformance suite, distribution v3, oras), pinned, built into .tools/bin; skipped when built.
 ./scripts/tools.sh
 
+# moto's S3 server (the second S3 implementation of the storage and scale-out tests), pinned, in .tools/venv.
+./scripts/moto.sh
+
 npm ci --no-audit --no-fund
 npx tsc -p tsconfig.json --noEmit
 # The layer rules (folders import only downward, no cycles, storage/upstream never see HTTP-server code).

@@ -11,7 +11,7 @@ import { startS3 } from './s3server.js';
 
 describe('s3 cleanup without ListMultipartUploads (unmodified s3rver)', () => {
   it('cleanup reports a warning naming the missing call and the remedy', async () => {
-    const s3 = await startS3({ unmodified: true });
+    const s3 = await startS3();
     const spool = await makeTempDir('s3-cleanup-spool-');
     try {
       const store = await openStorage(s3Config(s3, 'cleanup'), { spoolDir: spool });
@@ -31,7 +31,7 @@ describe('s3 cleanup without ListMultipartUploads (unmodified s3rver)', () => {
   });
 
   it('a server on it starts, serves /v2/ and logs the warning', async () => {
-    const s3 = await startS3({ unmodified: true });
+    const s3 = await startS3();
     try {
       const cache = await startRegcache({ upstreamUrl: 'http://127.0.0.1:9', config: { storage: { s3: s3.yaml('mirror') } } });
       try {

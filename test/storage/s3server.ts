@@ -1,11 +1,9 @@
 // s3rver (a fake S3 server on the local filesystem) on a loopback port, for the s3 storage driver's tests.
 //
-// s3rver 3.7 implements multipart upload create/part/complete but not AbortMultipartUpload nor
-// ListMultipartUploads; both are added here as a small Koa middleware over s3rver's own upload directory
-// (`<dir>/<bucket>/._S3rver_uploads/<uploadId>/{key,1,2,...}`), so the driver's abort and cleanup paths run
-// against a server rather than being skipped. The same middleware fixes s3rver's handling of `Range: bytes=0-0`.
-import { createReadStream } from 'node:fs';
-import { readFile, readdir, rm, stat } from 'node:fs/promises';
+// s3rver 3.7 implements multipart upload create/part/complete but not AbortMultipartUpload (405) nor
+// ListMultipartUploads (501). It runs unmodified, as users get it; uploads() reads its upload directory
+// (`<dir>/<bucket>/._S3rver_uploads/<uploadId>/key`) to see what the driver left there.
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
@@ -17,6 +15,8 @@ export const S3RVER_SECRET = 'S3RVER';
 export interface RunningS3 {
   endpoint: string;
   bucket: string;
+  accessKey: string;
+  secretKey: string;
   /** storage.s3 block for a distribution-style config (rootdirectory as given). */
   yaml(rootdirectory?: string): Record<string, unknown>;
   client: S3Client;
@@ -27,15 +27,12 @@ export interface RunningS3 {
   stop(): Promise<void>;
 }
 
-function xmlEscape(s: string): string {
-  return s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 /**
- * `unmodified`: s3rver exactly as users get it, without the middleware below (no ListMultipartUploads, no
- * AbortMultipartUpload, its own `bytes=0-0` answer).
+ * s3rver exactly as users get it (no ListMultipartUploads, no AbortMultipartUpload, its own `bytes=0-0`
+ * answer): the driver copes with it by design. The cleanup path runs against moto (test/storage/motoserver.ts).
  */
-export async function startS3(opts: { bucket?: string; unmodified?: boolean } = {}): Promise<RunningS3> {
+export async function startS3(opts: { bucket?: string } = {}): Promise<RunningS3> {
   const bucket = opts.bucket ?? 'regcache';
   const dir = await makeTempDir('regcache-s3rver-');
   const uploadsDir = join(dir, bucket, '._S3rver_uploads');
@@ -59,50 +56,6 @@ export async function startS3(opts: { bucket?: string; unmodified?: boolean } = 
     return out;
   };
 
-  if (!opts.unmodified) server.middleware.unshift(async (ctx, next) => {
-    const segs = (ctx.path as string).split('/').filter(Boolean).map(decodeURIComponent);
-    if (segs[0] !== bucket) return next();
-    if (ctx.method === 'GET' && segs.length > 1 && ctx.headers.range === 'bytes=0-0') {
-      // s3rver reads an end of 0 as "no end" (`Number(end) || Infinity`): `bytes=0-0` would get the whole object.
-      await next();
-      const body = ctx.body as { path?: string; destroy?(): void } | undefined;
-      if (ctx.status !== 206 || typeof body?.path !== 'string') return;
-      body.destroy?.();
-      const size = (await stat(body.path)).size;
-      ctx.body = createReadStream(body.path, { start: 0, end: 0 });
-      ctx.length = 1;
-      ctx.set('Content-Range', `bytes 0-0/${size}`);
-      return;
-    }
-    if (ctx.method === 'DELETE' && segs.length > 1 && typeof ctx.query.uploadId === 'string') {
-      const id = ctx.query.uploadId as string;
-      if (!/^[0-9a-f]+$/.test(id)) return next();
-      await rm(join(uploadsDir, id), { recursive: true, force: true });
-      ctx.status = 204;
-      return;
-    }
-    if (ctx.method === 'GET' && segs.length === 1 && 'uploads' in ctx.query) {
-      const prefix = typeof ctx.query.prefix === 'string' ? (ctx.query.prefix as string) : '';
-      const uploads = (await listUploads()).filter((u) => u.key.startsWith(prefix));
-      ctx.type = 'application/xml';
-      ctx.body =
-        '<?xml version="1.0" encoding="UTF-8"?>\n' +
-        '<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
-        `<Bucket>${xmlEscape(bucket)}</Bucket><Prefix>${xmlEscape(prefix)}</Prefix><MaxUploads>1000</MaxUploads>` +
-        '<IsTruncated>false</IsTruncated>' +
-        uploads
-          .map(
-            (u) =>
-              `<Upload><Key>${xmlEscape(u.key)}</Key><UploadId>${u.id}</UploadId>` +
-              `<Initiated>${u.initiated.toISOString()}</Initiated><StorageClass>STANDARD</StorageClass></Upload>`,
-          )
-          .join('') +
-        '</ListMultipartUploadsResult>';
-      return;
-    }
-    return next();
-  });
-
   const { port } = await server.run();
   const endpoint = `http://127.0.0.1:${port}`;
   const client = new S3Client({
@@ -117,6 +70,8 @@ export async function startS3(opts: { bucket?: string; unmodified?: boolean } = 
   return {
     endpoint,
     bucket,
+    accessKey: S3RVER_KEY,
+    secretKey: S3RVER_SECRET,
     yaml: (rootdirectory = '') => ({
       region: 'us-east-1',
       bucket,

@@ -15,6 +15,7 @@ import { RegistryError } from '../../errors.js';
 import type { StorageConfig } from '../../config/types.js';
 import type { ByteRange, CleanupReport, ObjectDriver, ObjectWriter } from '../../seams.js';
 import { createS3Client, isS3NotFound, s3Error } from './client.js';
+import { exactRange } from './range.js';
 import { S3ObjectWriter } from './writer.js';
 
 export type S3StorageConfig = Extract<StorageConfig, { driver: 's3' }>;
@@ -91,7 +92,7 @@ export class S3Driver implements ObjectDriver {
           Range: range ? `bytes=${range.start}-${range.end}` : undefined,
         }),
       );
-      return res.Body as Readable;
+      return range ? exactRange(res.Body as Readable, range, res.ContentRange) : (res.Body as Readable);
     } catch (e) {
       if (isS3NotFound(e)) return null;
       if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 416) {
