@@ -104,6 +104,19 @@ export interface Coordinator {
   close(): Promise<void>;
 }
 
+/**
+ * Access recency shared by the replicas (src/coordination/access.ts keeps it in Redis), so that the leader's
+ * eviction plan sees what is hot on every replica, not only on itself.
+ */
+export interface AccessRecorder {
+  /** Notes an access to `id` (a manifest or blob id of the eviction plan). In memory only: sent later, in batches. */
+  touched(id: string, at: number): void;
+  /** The last access of every id the cluster noted (pending ones of this replica included). */
+  lastAccesses(): Promise<Map<string, number>>;
+  /** Drops ids of removed content. */
+  forget(ids: string[]): Promise<void>;
+}
+
 /** Leader election for cluster-wide jobs (eviction sweeps). */
 export interface Leadership {
   isLeader(): boolean;

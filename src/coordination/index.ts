@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import type { Coordinator, Leadership } from '../seams.js';
+import type { AccessRecorder, Coordinator, Leadership } from '../seams.js';
+import { RedisAccessRecorder } from './access.js';
 import { FallbackCoordinator } from './fallback.js';
 import { tryLeadership } from './leader.js';
 import { connectRedis, RedisCoordinator, type RedisSettings } from './redis.js';
@@ -7,12 +8,21 @@ import { connectRedis, RedisCoordinator, type RedisSettings } from './redis.js';
 export { FallbackCoordinator } from './fallback.js';
 export { RedisCoordinator, RedisLease, connectRedis, KEY_PREFIX, type RedisSettings } from './redis.js';
 export { tryLeadership, soleLeadership } from './leader.js';
+export { RedisAccessRecorder, ACCESS_KEY } from './access.js';
 
 /** Cross-replica coordination from `redis:` config: Redis locks that degrade to local ones when Redis fails. */
 export interface ClusterCoordination {
   coordinator: Coordinator;
   /** Leader election for cluster-wide jobs (eviction sweeps). */
   leadership(name: string, ttlMs: number): Leadership;
+  /** Cluster-wide access recency for the eviction plan. */
+  access: AccessRecorder;
+  /** Coordination calls answered locally because Redis failed (regcache_coordination_fallbacks_total). */
+  readonly fallbacks: number;
+  /** Redis reachable: the connection is up (readiness). */
+  readonly healthy: boolean;
+  /** Where Redis is (host:port), for health messages. */
+  readonly addr: string;
   close(): Promise<void>;
 }
 
@@ -20,8 +30,18 @@ export function createCoordination(settings: RedisSettings, logger: Logger): Clu
   const log = logger.child({ component: 'coordination' });
   const redis = new RedisCoordinator(connectRedis(settings, log));
   const leaders: Leadership[] = [];
+  const coordinator = new FallbackCoordinator(redis, log);
+  const access = new RedisAccessRecorder(redis.redis, log);
   return {
-    coordinator: new FallbackCoordinator(redis, log),
+    coordinator,
+    access,
+    get fallbacks() {
+      return coordinator.failures;
+    },
+    get healthy() {
+      return redis.redis.status === 'ready';
+    },
+    addr: settings.addr,
     leadership(name, ttlMs) {
       const l = tryLeadership(redis, name, ttlMs);
       leaders.push(l);
@@ -29,6 +49,7 @@ export function createCoordination(settings: RedisSettings, logger: Logger): Clu
     },
     async close() {
       await Promise.all(leaders.map((l) => l.close()));
+      await access.close();
       await redis.close();
     },
   };

@@ -2,8 +2,10 @@ import type { Logger } from 'pino';
 import type { MetadataIndex } from '../metadata/index.js';
 import { repoName, type ManifestRecord, type TagRecord } from '../metadata/types.js';
 import { isDigest } from '../oci/digest.js';
+import type { AccessRecorder } from '../seams.js';
 import type { BlobStore } from '../storage/blobstore.js';
-import { buildUnits, Planner, type Reason, type Removal, type Unit } from './plan.js';
+import { clusterUnits, forgetRemoved } from './cluster.js';
+import { Planner, type Reason, type Removal, type Unit } from './plan.js';
 import { applyRemovals, type LiveCache, type RemoveReport } from './remove.js';
 import { Serial } from './serial.js';
 import { verifyBlobs, type VerifyReport } from './verify.js';
@@ -69,6 +71,8 @@ export interface AdminContext {
   now?(): number;
   /** Shared with the sweeper so that removals never run concurrently. */
   serial?: Serial;
+  /** Several replicas: cluster-wide access times for plans (see ClusterView). */
+  access?: AccessRecorder;
 }
 
 /** `repo`, `repo:tag`, `repo@digest`; repo may carry the upstream (`docker.io/library/alpine`). */
@@ -172,8 +176,8 @@ export class CacheAdmin {
       .sort((a, b) => b.lastAccess - a.lastAccess);
   }
 
-  private planner(): Planner {
-    return new Planner(this.ctx.index, buildUnits(this.ctx.index), (d) => this.ctx.live?.isBusy(d) ?? false);
+  private async planner(): Promise<Planner> {
+    return new Planner(this.ctx.index, await clusterUnits(this.ctx), (d) => this.ctx.live?.isBusy(d) ?? false);
   }
 
   private async carryOut(removals: Removal[], dryRun: boolean, bytesBefore: number): Promise<RemovalResult> {
@@ -190,6 +194,7 @@ export class CacheAdmin {
       return { dryRun, bytesBefore, bytesAfter: bytesBefore - freed, planned };
     }
     const done = await applyRemovals(removals, this.ctx);
+    await forgetRemoved(this.ctx, removals);
     await this.ctx.index.flush();
     return { dryRun, bytesBefore, bytesAfter: this.ctx.index.totalBytes, planned, done };
   }
@@ -203,7 +208,7 @@ export class CacheAdmin {
     const { repo, tag, digest } = parseCacheRef(ref);
     if (digest !== undefined && !isDigest(digest)) throw new Error(`invalid digest ${JSON.stringify(digest)}`);
     const before = this.ctx.index.totalBytes;
-    const p = this.planner();
+    const p = await this.planner();
     const inRepo = (u: Unit) => u.upstream !== undefined && u.repo !== undefined && repoMatches(repo, u.upstream, u.repo);
     const extra: Removal[] = [];
     if (tag !== undefined) {
@@ -248,7 +253,7 @@ export class CacheAdmin {
 
   private async pruneNow(opts: { olderThanMs?: number; maxSizeBytes?: number; dryRun?: boolean }): Promise<RemovalResult> {
     const before = this.ctx.index.totalBytes;
-    const p = this.planner();
+    const p = await this.planner();
     const now = this.now;
     if (opts.olderThanMs === undefined && opts.maxSizeBytes === undefined) {
       p.expire(now, this.ctx.ttlOf);

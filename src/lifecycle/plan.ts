@@ -37,7 +37,15 @@ export interface Removal {
   bytes: number;
 }
 
-export function buildUnits(index: MetadataIndex): Unit[] {
+/** The id under which an access to a blob is recorded cluster-wide (manifests: manifestId). */
+export const blobAccessId = (digest: string): string => `blob:${digest}`;
+
+/**
+ * `cluster`: last access per id noted by every replica (AccessRecorder); a unit's last access is the most
+ * recent of this replica's and the cluster's.
+ */
+export function buildUnits(index: MetadataIndex, cluster: ReadonlyMap<string, number> = new Map()): Unit[] {
+  const accessOf = (m: ManifestRecord): number => Math.max(m.lastAccess, cluster.get(manifestId(m.upstream, m.repo, m.digest)) ?? 0);
   const byRepo = new Map<string, ManifestRecord[]>();
   for (const m of index.manifests()) {
     const k = repoName(m.upstream, m.repo);
@@ -88,7 +96,7 @@ export function buildUnits(index: MetadataIndex): Unit[] {
         manifests,
         tags,
         blobs: present,
-        lastAccess: Math.max(...manifests.map((m) => m.lastAccess)),
+        lastAccess: Math.max(...manifests.map(accessOf)),
         fetchedAt: root.fetchedAt,
       });
     }
@@ -101,7 +109,7 @@ export function buildUnits(index: MetadataIndex): Unit[] {
       manifests: [],
       tags: [],
       blobs: [b.digest],
-      lastAccess: b.lastAccess,
+      lastAccess: Math.max(b.lastAccess, cluster.get(blobAccessId(b.digest)) ?? 0),
       fetchedAt: b.fetchedAt,
     });
   }

@@ -5,17 +5,19 @@ import type { MetadataIndex } from '../metadata/index.js';
 import { LOCK_REFRESH_MS } from '../metadata/lock.js';
 import { metadataDir, openMetadata, tryTakeOver } from '../metadata/open.js';
 import { reconcile } from '../metadata/reconcile.js';
-import type { PullThroughCache, ReferenceLookup } from '../proxy/index.js';
-import { repoName } from '../metadata/types.js';
-import type { ProxyEvents } from '../seams.js';
+import type { PullThroughCache, ReferenceLookup, UpstreamHandle } from '../proxy/index.js';
+import { manifestId, repoName } from '../metadata/types.js';
+import type { AccessRecorder, ProxyEvents } from '../seams.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import { CacheAdmin } from './admin.js';
 import { handleAdmin } from './adminapi.js';
+import type { BundleContext } from './bundle.js';
 import { createAdminGate } from './adminauth.js';
-import type { Reason } from './plan.js';
+import { blobAccessId, type Reason } from './plan.js';
 import type { LiveCache } from './remove.js';
 import { Serial } from './serial.js';
 import { Sweeper, ttlInterval, ttlResolver } from './sweeper.js';
+import { ScheduledWarmer } from './warmer.js';
 
 /** The index updates the cache policy's events cause. */
 type IndexEvents = Pick<ProxyEvents, 'blobFetched' | 'blobServed' | 'manifestFetched' | 'manifestServed' | 'tagValidated'>;
@@ -25,12 +27,24 @@ export interface CacheLifecycle {
   /** Undefined until start(), and when another process owns this storage's lifecycle. */
   sweeper?: Sweeper;
   admin?: CacheAdmin;
+  /** Export/import of the admin API (only in the process that owns the cache). */
+  bundles?: BundleContext;
+  /** regcache.warm (runs only while this process owns the cache). */
+  warmer?: ScheduledWarmer;
   /** Proxy events that keep the index current. */
   events: IndexEvents;
   /** Whether a cached manifest of upstream/repo references a blob, or the blob was fetched or served for it. */
   references: ReferenceLookup;
   /** Once the cache policy exists: catch up with storage, then sweep (as leader) and answer the admin API. */
-  start(opts: { proxy: PullThroughCache; isLeader?: () => boolean; onRemoved(reason: Reason, blobs: number, bytes: number): void }): void;
+  start(opts: {
+    proxy: PullThroughCache;
+    isLeader?: () => boolean;
+    /** Several replicas: accesses are noted cluster-wide and eviction plans use everyone's. */
+    access?: AccessRecorder;
+    /** Image name → upstream and repository, as the registry API routes it (for regcache.warm). */
+    resolve?(name: string): { upstream: UpstreamHandle; repo: string };
+    onRemoved(reason: Reason, blobs: number, bytes: number): void;
+  }): void;
   /** The admin API route for the debug listener (state-changing requests pass the admin gate, adminauth.ts). */
   adminRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean>;
   close(): Promise<void>;
@@ -60,19 +74,32 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
   const now = Date.now;
   let closed = false;
   let takeOver: NodeJS.Timeout | undefined;
+  let access: AccessRecorder | undefined;
 
   const lc: CacheLifecycle = {
     index: meta.index,
     references: (u, r, d) => lc.index.repoReferences(u, r, d) || (lc.index.blob(d)?.repos.includes(repoName(u, r)) ?? false),
     events: {
       blobFetched: (u, r, d, size) => lc.index.blobFetched(d, size, u, r, now()),
-      blobServed: (u, r, d) => lc.index.blobAccessed(d, u, r, now()),
+      blobServed: (u, r, d) => {
+        const at = now();
+        lc.index.blobAccessed(d, u, r, at);
+        access?.touched(blobAccessId(d), at);
+      },
       manifestFetched: (u, r, d, mediaType, bytes) => lc.index.manifestFetched(u, r, d, mediaType, bytes, now()),
-      manifestServed: (u, r, d) => lc.index.manifestAccessed(u, r, d, now()),
+      manifestServed: (u, r, d) => {
+        const at = now();
+        lc.index.manifestAccessed(u, r, d, at);
+        access?.touched(manifestId(u, r, d), at);
+      },
       tagValidated: (u, r, t, d) => lc.index.tagValidated(u, r, t, d, now()),
     },
 
-    start({ proxy, isLeader, onRemoved }) {
+    start({ proxy, isLeader, onRemoved, access: recorder, resolve }) {
+      access = recorder;
+      if (config.regcache.warm && resolve) {
+        lc.warmer = new ScheduledWarmer(config.regcache.warm, { proxy, resolve, isOwner: () => lc.admin !== undefined && !closed, logger: log.child({ task: 'warm' }) });
+      }
       const manage = (): void => {
         const ctx = {
           index: lc.index,
@@ -84,9 +111,11 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
           lowWatermark: config.regcache.cache.lowwatermark,
           onRemoved,
           serial: new Serial(),
+          access,
         };
         if (meta.owner) {
           lc.admin = new CacheAdmin(ctx);
+          lc.bundles = { ...ctx, upstreams: config.upstreams.map((u) => u.name) };
           lc.sweeper = new Sweeper({ ...ctx, ttlIntervalMs: ttlInterval(config.upstreams.map((u) => u.ttlMs)), isLeader });
         }
         // Storage is the truth: catch up with what a crash lost (or rebuild from scratch), then start sweeping.
@@ -97,6 +126,7 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
             const changed = Object.values(r).some((n) => n > 0);
             if (changed) log.info({ ...r, rebuild: rebuilding }, rebuilding ? 'metadata index rebuilt from storage' : 'metadata index reconciled with storage');
             if (!closed) lc.sweeper?.start();
+            if (!closed && lc.admin) lc.warmer?.start();
           },
           (e: unknown) => log.error({ err: (e as Error).message }, 'metadata scan of storage failed; eviction disabled'),
         );
@@ -128,12 +158,13 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
     },
 
     adminRoute(req, res, url) {
-      return handleAdmin(lc.admin, gate, req, res, url);
+      return handleAdmin(lc.admin, gate, req, res, url, lc.bundles);
     },
 
     async close() {
       closed = true;
       clearInterval(takeOver);
+      await lc.warmer?.stop();
       await lc.sweeper?.stop();
       await meta.close();
     },

@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { MetadataIndex } from '../metadata/index.js';
+import type { AccessRecorder } from '../seams.js';
 import type { BlobStore } from '../storage/blobstore.js';
-import { buildUnits, Planner, type Reason } from './plan.js';
+import { clusterUnits, forgetRemoved } from './cluster.js';
+import { Planner, type Reason } from './plan.js';
 import { applyRemovals, type LiveCache, type RemoveReport } from './remove.js';
 import type { Serial } from './serial.js';
 
@@ -26,7 +28,16 @@ export interface SweeperOptions {
   now?(): number;
   /** Shared with the admin operations so that removals never run concurrently. */
   serial?: Serial;
+  /**
+   * Several replicas over one storage: cluster-wide access times. The leader then learns what the others stored
+   * (reconcile with storage) every clusterRefreshMs, and plans with everyone's last accesses.
+   */
+  access?: AccessRecorder;
+  clusterRefreshMs?: number;
 }
+
+/** How often the leader catches up with what other replicas stored (a listing of the storage). */
+const CLUSTER_REFRESH_MS = 60_000;
 
 /** proxy.ttl of the upstream a piece of content came from (the default upstream's when unknown). */
 export function ttlResolver(config: Pick<Config, 'upstreams'>): (upstream: string | undefined) => number | null {
@@ -51,6 +62,7 @@ export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private lastTtlSweep = 0;
+  private lastClusterRefresh = 0;
   private readonly now: () => number;
 
   constructor(private readonly opts: SweeperOptions) {
@@ -67,7 +79,12 @@ export class Sweeper {
     if (this.running || (this.opts.isLeader && !this.opts.isLeader())) return;
     const ttlDue = this.opts.ttlIntervalMs !== undefined && this.now() - this.lastTtlSweep >= this.opts.ttlIntervalMs;
     const over = this.opts.maxSizeBytes !== undefined && this.opts.index.totalBytes > this.opts.maxSizeBytes;
-    if (!ttlDue && !over) return;
+    // A capped cache shared by replicas: this index sees only what this replica stored since it last looked.
+    const refreshDue =
+      this.opts.access !== undefined &&
+      this.opts.maxSizeBytes !== undefined &&
+      this.now() - this.lastClusterRefresh >= (this.opts.clusterRefreshMs ?? CLUSTER_REFRESH_MS);
+    if (!ttlDue && !over && !refreshDue) return;
     this.running = this.sweep({ ttl: ttlDue })
       .then(
         () => undefined,
@@ -84,7 +101,8 @@ export class Sweeper {
   private async sweepNow(what: { ttl: boolean }): Promise<RemoveReport> {
     const { index, logger } = this.opts;
     const now = this.now();
-    const planner = new Planner(index, buildUnits(index), (d) => this.opts.live?.isBusy(d) ?? false);
+    if (this.opts.access) this.lastClusterRefresh = now;
+    const planner = new Planner(index, await clusterUnits(this.opts), (d) => this.opts.live?.isBusy(d) ?? false);
     if (what.ttl) {
       this.lastTtlSweep = now;
       planner.expire(now, this.opts.ttlOf);
@@ -92,6 +110,7 @@ export class Sweeper {
     const max = this.opts.maxSizeBytes;
     if (max !== undefined && planner.remainingBytes > max) planner.shrinkTo(Math.floor(max * this.opts.lowWatermark));
     const report = await applyRemovals(planner.removals, { ...this.opts });
+    await forgetRemoved(this.opts, planner.removals);
     if (report.units > 0 || report.skipped > 0) {
       logger.info({ ...report, cacheBytes: index.totalBytes, maxBytes: max }, 'cache sweep');
     }

@@ -10,11 +10,11 @@ import type { DownloadSnapshot } from '../proxy/index.js';
 import { dashboardRoute } from './dashboard.js';
 import { StorageHealth } from './health.js';
 import { History } from './history.js';
-import { Metrics, type ResponseInfo } from './metrics.js';
+import { Metrics, type CoordinationStatus, type ResponseInfo } from './metrics.js';
 import { debugHandler, mainRoutes, type DebugRoute, type HealthState } from './routes.js';
 import { instrumentUpstream } from './upstream.js';
 
-export { Metrics } from './metrics.js';
+export { Metrics, type CoordinationStatus } from './metrics.js';
 export { StorageHealth } from './health.js';
 export type { DebugRoute } from './routes.js';
 
@@ -25,6 +25,8 @@ export interface WatchedRuntime {
   upstreams(): Upstream[];
   /** Upstream blob fetches in progress (the dashboard, /debug/vars). */
   downloads?(): DownloadSnapshot[];
+  /** Redis coordination, when configured: its reachability is part of readiness. */
+  coordination?(): CoordinationStatus;
 }
 
 /**
@@ -50,6 +52,7 @@ export class Observability {
       cache: () => ({ ...(this.runtime?.cache() ?? { bytes: 0, blobs: 0 }), maxBytes, lowWatermark: maxBytes !== undefined ? config.regcache.cache.lowwatermark : undefined }),
       storageHealthy: () => this.health?.healthy ?? true,
       downloads: () => this.runtime?.downloads?.() ?? [],
+      coordination: () => this.runtime?.coordination?.(),
       egress: { pricePerGB: config.regcache.dashboard.egressprice, currency: config.regcache.dashboard.currency },
     });
     this.history = new History(this.metrics);
@@ -60,6 +63,10 @@ export class Observability {
       },
       status: () => this.health?.status() ?? {},
       draining: () => this.draining,
+      notReady: () => {
+        const c = this.runtime?.coordination?.();
+        return c && !c.healthy ? `redis ${c.addr} unreachable` : undefined;
+      },
     };
   }
 

@@ -21,8 +21,20 @@ export interface MetricsSources {
   storageHealthy(): boolean;
   /** Upstream blob fetches in progress. */
   downloads?(): DownloadSnapshot[];
+  /** Cross-replica coordination (redis), when configured. */
+  coordination?(): CoordinationStatus | undefined;
   /** regcache.dashboard.egressprice and currency: what a byte served from cache saved. */
   egress?: { pricePerGB: number; currency: string };
+}
+
+/** Redis coordination as metrics and readiness see it. */
+export interface CoordinationStatus {
+  /** Coordination calls answered locally because Redis failed (per-replica fallback). */
+  fallbacks: number;
+  /** The connection to Redis is up. */
+  healthy: boolean;
+  /** host:port */
+  addr: string;
 }
 
 /** Per-upstream request statistics (/debug/vars regcache.upstreams[name].requests). */
@@ -210,6 +222,26 @@ export class Metrics {
       collect() {
         const max = src.cache().maxBytes;
         if (max !== undefined) this.set(max);
+      },
+    });
+    new Counter({
+      name: 'regcache_coordination_fallbacks_total',
+      help: 'Coordination calls (leases across replicas) answered locally because Redis failed: each may cost a duplicate upstream fetch',
+      registers,
+      collect() {
+        const c = src.coordination?.();
+        this.reset();
+        if (c) this.inc(c.fallbacks);
+      },
+    });
+    new Gauge({
+      name: 'regcache_redis_up',
+      help: '1 while the connection to the coordination Redis is up, 0 while it is down (absent without redis:)',
+      registers,
+      collect() {
+        const c = src.coordination?.();
+        this.reset();
+        if (c) this.set(c.healthy ? 1 : 0);
       },
     });
     new Gauge({

@@ -8,6 +8,11 @@ export interface HealthState {
   status(): Record<string, string>;
   /** True once shutdown started: readiness fails so load balancers stop sending. */
   draining(): boolean;
+  /**
+   * Why this replica should get no traffic although it can serve (Redis unreachable: it would fetch from upstream
+   * what other replicas are fetching); undefined when ready. Readiness only: /v2/ and liveness stay up.
+   */
+  notReady?(): string | undefined;
 }
 
 /** A route of the debug listener composed in by the server (the admin API); true when it answered. */
@@ -28,7 +33,8 @@ function send(res: ServerResponse, status: number, body: string | Buffer, type =
  * Health endpoints, on the main and the debug listener:
  * - `/` and `/debug/health`: distribution's health check: 200 `{}`, or 503 `{"storagedriver_filesystem": "<error>"}`;
  * - `/healthz` (liveness): 200 while the process serves requests;
- * - `/readyz` (readiness): 503 when storage is unhealthy or while draining for shutdown.
+ * - `/readyz` (readiness): 503 when storage is unhealthy, when a configured Redis is unreachable, or while
+ *   draining for shutdown.
  */
 export function healthRoute(state: HealthState, req: IncomingMessage, res: ServerResponse, pathname: string): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
@@ -43,6 +49,8 @@ export function healthRoute(state: HealthState, req: IncomingMessage, res: Serve
     case '/readyz': {
       if (state.draining()) return send(res, 503, 'draining\n', 'text/plain');
       if (!state.healthy) return send(res, 503, `unhealthy: ${Object.values(state.status()).join('; ')}\n`, 'text/plain');
+      const why = state.notReady?.();
+      if (why) return send(res, 503, `unhealthy: ${why}\n`, 'text/plain');
       return send(res, 200, 'ok\n', 'text/plain');
     }
   }

@@ -4,7 +4,7 @@ import { digestOf, isDigest } from '../oci/digest.js';
 import { manifestLinkKey, tagKey } from '../storage/keys.js';
 import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
-import type { CacheResult, ProxyEvents } from '../seams.js';
+import type { CacheResult, Coordinator, ProxyEvents } from '../seams.js';
 import { MemoryLru } from '../util/lru.js';
 import { parseRecord } from './records.js';
 import { NegativeCache } from './negative.js';
@@ -45,6 +45,11 @@ const MANIFEST_MEMORY_BYTES = 64 * 1024 * 1024;
 /** Tag records kept in memory at most (~200 bytes each). */
 const TAG_RECORDS_MAX = 50_000;
 
+/** A manifest or tag lease outlives a crashed replica by at most this long. */
+const LEASE_TTL_MS = 15_000;
+/** How long a replica waits for another's lease before looking at storage and trying again. */
+const WAIT_SLICE_MS = 5_000;
+
 /** Upstream failures that justify serving what we have (stale-if-error); a 404 is an answer, not a failure. */
 function isUpstreamFailure(e: unknown): boolean {
   return !(e instanceof RegistryError && e.status === 404);
@@ -57,12 +62,17 @@ function isUpstreamFailure(e: unknown): boolean {
  *   HEAD revalidates and the manifest is fetched (by digest) only when the tag moved. When upstream fails,
  *   the last known digest is served and logged as stale.
  * Concurrent identical fetches share one upstream request.
+ * With a Coordinator (several replicas over one storage), the cluster shares this too: a replica revalidates a
+ * tag only while it holds the tag's lease (`tag:<key>`) and fetches a manifest only while it holds the
+ * digest's (`manifest:<upstream>/<repo>@<digest>`); the others wait for the lease, then read what the holder
+ * stored. Before revalidating, the stored tag record is read again: another replica may have validated it.
  */
 export class ManifestCache {
   private readonly inflight = new Map<string, Promise<ManifestResult>>();
   /** Tag records read or written recently; the rest stay in storage. */
   private readonly tags = new MemoryLru<TagRecord>(TAG_RECORDS_MAX, () => 1);
   private readonly memory = new MemoryLru<ManifestEntry>(MANIFEST_MEMORY_BYTES, (e) => e.bytes.length);
+  private coordinator: Coordinator | undefined;
 
   constructor(
     private readonly storage: BlobStore,
@@ -71,6 +81,11 @@ export class ManifestCache {
     private readonly negative: NegativeCache = new NegativeCache(0),
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Cross-replica coordination of tag revalidations and manifest fetches (redis); undefined: this process alone. */
+  setCoordinator(coordinator: Coordinator | undefined): void {
+    this.coordinator = coordinator;
+  }
 
   async get(upstream: Upstream, freshnessMs: number, repo: string, ref: string): Promise<ManifestResult> {
     const m = await this.lookup(upstream, freshnessMs, repo, ref);
@@ -129,6 +144,49 @@ export class ManifestCache {
   private async byDigest(upstream: Upstream, repo: string, digest: string): Promise<ManifestResult> {
     const hit = await this.cached(upstream.name, repo, digest);
     if (hit) return { ...hit, result: 'hit' };
+    if (!this.coordinator) return this.fetchByDigest(upstream, repo, digest);
+    return this.leased(
+      `manifest:${upstream.name}/${repo}@${digest}`,
+      async () => {
+        const m = await this.cached(upstream.name, repo, digest);
+        return m && { ...m, result: 'coalesced' as const };
+      },
+      () => this.fetchByDigest(upstream, repo, digest),
+    );
+  }
+
+  /**
+   * Runs `work` while holding `key`'s lease, unless `done()` finds its result (what another replica stored)
+   * first; a replica that finds the lease taken waits for it and looks again. When Redis fails, the
+   * FallbackCoordinator grants the lease locally: each replica works for itself.
+   */
+  private async leased(
+    key: string,
+    done: () => Promise<ManifestResult | undefined>,
+    work: () => Promise<ManifestResult>,
+  ): Promise<ManifestResult> {
+    const coordinator = this.coordinator!;
+    for (let waited = false; ; waited = true) {
+      const lease = await coordinator.tryAcquire(key, LEASE_TTL_MS);
+      if (lease) {
+        try {
+          // The holder may have finished between our look at storage and the lease.
+          return (await done()) ?? (await work());
+        } finally {
+          await lease.release();
+        }
+      }
+      if (!waited) {
+        this.events.coalesced('manifest');
+        this.logger.debug({ key }, 'manifest or tag is being fetched by another replica; waiting');
+      }
+      await coordinator.waitReleased(key, WAIT_SLICE_MS);
+      const r = await done();
+      if (r) return r;
+    }
+  }
+
+  private async fetchByDigest(upstream: Upstream, repo: string, digest: string): Promise<ManifestResult> {
     const m = await this.negative.run(`${upstream.name}/${repo}@${digest}`, () => upstream.getManifest(repo, digest));
     await this.store(upstream.name, repo, m);
     return { ...m, result: 'miss' };
@@ -139,7 +197,40 @@ export class ManifestCache {
     const rec = await this.tagRecord(tkey);
     const cached = rec ? await this.cached(upstream.name, repo, rec.digest) : undefined;
     if (rec && cached && this.now() - rec.validatedAt < freshnessMs) return { ...cached, result: 'hit' };
+    if (!this.coordinator) return this.revalidate(upstream, repo, tag, cached);
 
+    // Another replica may have validated the tag since we read it: read it from storage again.
+    const shared = await this.freshFromStorage(upstream.name, repo, tkey, freshnessMs);
+    if (shared) return { ...shared, result: 'hit' };
+    return this.leased(
+      `tag:${tkey}`,
+      async () => {
+        const m = await this.freshFromStorage(upstream.name, repo, tkey, freshnessMs);
+        return m && { ...m, result: 'coalesced' as const };
+      },
+      async () => {
+        const latest = await this.storedTag(tkey);
+        const entry = latest ? await this.cached(upstream.name, repo, latest.digest) : cached;
+        return this.revalidate(upstream, repo, tag, entry);
+      },
+    );
+  }
+
+  /** The stored tag record, when another replica validated it within the freshness window. */
+  private async freshFromStorage(upstreamName: string, repo: string, tkey: string, freshnessMs: number): Promise<ManifestEntry | undefined> {
+    const rec = await this.storedTag(tkey);
+    if (!rec || this.now() - rec.validatedAt >= freshnessMs) return undefined;
+    return this.cached(upstreamName, repo, rec.digest);
+  }
+
+  /** Asks upstream whether the tag moved (HEAD), fetching the manifest when it did. */
+  private async revalidate(
+    upstream: Upstream,
+    repo: string,
+    tag: string,
+    cached: ManifestEntry | undefined,
+  ): Promise<ManifestResult> {
+    const tkey = tagKey(upstream.name, repo, tag);
     let head;
     try {
       head = await this.negative.run(`${upstream.name}/${repo}:${tag}`, () => upstream.headManifest(repo, tag));
@@ -175,8 +266,11 @@ export class ManifestCache {
   }
 
   private async tagRecord(tkey: string): Promise<TagRecord | undefined> {
-    const mem = this.tags.get(tkey);
-    if (mem) return mem;
+    return this.tags.get(tkey) ?? this.storedTag(tkey);
+  }
+
+  /** The tag record in storage (written by any replica), bypassing memory. */
+  private async storedTag(tkey: string): Promise<TagRecord | undefined> {
     const buf = await this.storage.getObject(tkey);
     const rec = parseRecord<TagRecord>(buf, isTagRecord);
     if (rec) this.tags.set(tkey, rec);

@@ -73,19 +73,24 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
     ? disposers.use((await import('../coordination/index.js')).createCoordination(config.redis, logger), (c) => c.close())
     : undefined;
   proxy.blobs.setCoordinator(coordination?.coordinator);
+  proxy.manifests.setCoordinator(coordination?.coordinator);
   observability.watch({
     storage,
     cache: () => ({ bytes: lifecycle.index.totalBytes, blobs: lifecycle.index.blobCount }),
     upstreams: () => upstreams.map((u) => u.client),
+    coordination: coordination && (() => ({ fallbacks: coordination.fallbacks, healthy: coordination.healthy, addr: coordination.addr })),
     downloads: () => proxy.blobs.downloads(),
   });
+  const router = new UpstreamRouter(upstreams, logger);
   lifecycle.start({
     proxy,
+    resolve: (name) => router.resolve(name),
     isLeader: coordination?.leadership('sweeper', SWEEPER_LEADER_TTL_MS).isLeader,
+    access: coordination?.access,
     onRemoved: (reason, blobs, bytes) => observability.metrics.evicted(reason, blobs, bytes),
   });
 
-  const api = new RegistryApi(proxy, new UpstreamRouter(upstreams, logger));
+  const api = new RegistryApi(proxy, router);
   const auth = security.auth;
   const base: Omit<HandlerOptions, 'listenerUpstream'> = {
     api,

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { FallbackCoordinator, KEY_PREFIX, RedisCoordinator, connectRedis, tryLeadership } from '../../src/coordination/index.js';
+import { ACCESS_KEY, FallbackCoordinator, KEY_PREFIX, RedisAccessRecorder, RedisCoordinator, connectRedis, tryLeadership } from '../../src/coordination/index.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/process.js';
 import { startRedis, type RunningRedis } from './support/redis.js';
@@ -176,5 +176,33 @@ describe('redis coordination', () => {
     await l2.release();
     admin.disconnect();
     admin = new Redis({ host: '127.0.0.1', port: redis.port });
+  });
+
+  it('access times: noted in memory, sent in batches, only moving forward, shared by every replica', async () => {
+    const a = coordinator();
+    const b = coordinator();
+    await Promise.all([ready(a), ready(b)]);
+    // A long flush interval: nothing reaches Redis until flush() (or lastAccesses()) is called.
+    const ra = new RedisAccessRecorder(a.redis, logger, 3_600_000);
+    const rb = new RedisAccessRecorder(b.redis, logger, 3_600_000);
+    try {
+      ra.touched('up/x@sha256:1', 1000);
+      ra.touched('up/x@sha256:1', 900); // older: ignored
+      ra.touched('blob:sha256:2', 2000);
+      assert.equal(await admin.exists(ACCESS_KEY), 0, 'nothing sent on touched()');
+      await ra.flush();
+      rb.touched('up/x@sha256:1', 500); // another replica's older access does not move it back
+      rb.touched('blob:sha256:2', 3000);
+      const seen = await rb.lastAccesses();
+      assert.equal(seen.get('up/x@sha256:1'), 1000);
+      assert.equal(seen.get('blob:sha256:2'), 3000);
+      assert.deepEqual(await ra.lastAccesses(), seen, 'both replicas see the same times');
+      await ra.forget(['blob:sha256:2']);
+      assert.equal((await rb.lastAccesses()).has('blob:sha256:2'), false);
+    } finally {
+      await ra.close();
+      await rb.close();
+      await admin.del(ACCESS_KEY);
+    }
   });
 });

@@ -17,6 +17,11 @@ export interface HaproxyOptions {
   forwardFor?: boolean;
   /** Health check path (expects 200); default /v2/. An authenticated mirror answers /v2/ with 401: use /healthz. */
   checkPath?: string;
+  /**
+   * Each backend also as a `backup` server without health check (docs/scale-out.md): while a replica fails
+   * /readyz it gets no traffic, but when all do (Redis lost by the whole cluster) they keep serving.
+   */
+  backups?: boolean;
 }
 
 export function haproxyConfig(listenPort: number, backends: number[], opts: HaproxyOptions = {}): string {
@@ -36,10 +41,11 @@ frontend regcache
   default_backend replicas${opts.forwardFor ? '\n  option forwardfor' : ''}
 
 backend replicas
-  balance roundrobin
+  balance roundrobin${opts.backups ? '\n  option allbackups' : ''}
   option httpchk GET ${opts.checkPath ?? '/v2/'}
   http-check expect status 200
 ${backends.map((p, i) => `  server r${i} 127.0.0.1:${p} check inter 300ms fall 1 rise 1`).join('\n')}
+${opts.backups ? backends.map((p, i) => `  server b${i} 127.0.0.1:${p} backup`).join('\n') : ''}
 `;
 }
 
