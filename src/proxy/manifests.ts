@@ -6,7 +6,7 @@ import type { BlobStore } from '../storage/blobstore.js';
 import type { Upstream } from '../upstream/types.js';
 import type { CacheResult, Coordinator, ProxyEvents } from '../seams.js';
 import { MemoryLru } from '../util/lru.js';
-import { parseRecord } from './records.js';
+import { encodeManifestLink, encodeTag, isStoredManifestLink, isStoredTag, parseRecord, type StoredManifestLink, type StoredTag } from './records.js';
 import { NegativeCache } from './negative.js';
 
 export interface ManifestEntry {
@@ -19,22 +19,8 @@ export interface ManifestResult extends ManifestEntry {
   result: CacheResult;
 }
 
-interface TagRecord {
-  digest: string;
-  mediaType: string;
-  /** Last time upstream confirmed this tag → digest (ms since epoch). */
-  validatedAt: number;
-}
-
-interface ManifestLink {
-  mediaType: string;
-  size: number;
-  fetchedAt: number;
-}
-
-const isTagRecord = (r: Partial<TagRecord>) =>
-  typeof r.digest === 'string' && isDigest(r.digest) && typeof r.mediaType === 'string' && typeof r.validatedAt === 'number';
-const isManifestLink = (l: Partial<ManifestLink>) => typeof l.mediaType === 'string' && l.mediaType !== '';
+type TagRecord = StoredTag;
+type ManifestLink = StoredManifestLink;
 
 /**
  * Bytes of manifests kept in memory for hot tags and digests. A manifest is a few KiB (an index of many
@@ -122,7 +108,7 @@ export class ManifestCache {
     if (mem) return mem;
     const linkKey = manifestLinkKey(upstreamName, repo, digest);
     const linkBuf = await this.storage.getObject(linkKey);
-    const link = parseRecord<ManifestLink>(linkBuf, isManifestLink);
+    const link = parseRecord<ManifestLink>(linkBuf, isStoredManifestLink);
     if (!link) {
       if (linkBuf) this.logger.warn({ key: linkKey }, 'unreadable manifest link in storage; treating it as a miss');
       return undefined;
@@ -272,7 +258,7 @@ export class ManifestCache {
   /** The tag record in storage (written by any replica), bypassing memory. */
   private async storedTag(tkey: string): Promise<TagRecord | undefined> {
     const buf = await this.storage.getObject(tkey);
-    const rec = parseRecord<TagRecord>(buf, isTagRecord);
+    const rec = parseRecord<TagRecord>(buf, isStoredTag);
     if (rec) this.tags.set(tkey, rec);
     else if (buf) this.logger.warn({ key: tkey }, 'unreadable tag record in storage; treating it as a miss');
     return rec;
@@ -280,7 +266,7 @@ export class ManifestCache {
 
   private async saveTag(tkey: string, rec: TagRecord): Promise<void> {
     this.tags.set(tkey, rec);
-    await this.storage.putObject(tkey, Buffer.from(JSON.stringify(rec)));
+    await this.storage.putObject(tkey, encodeTag(rec));
   }
 
   private async store(upstreamName: string, repo: string, m: ManifestEntry): Promise<void> {
@@ -295,7 +281,7 @@ export class ManifestCache {
       await w.commit();
     }
     const link: ManifestLink = { mediaType: m.mediaType, size: m.bytes.length, fetchedAt: this.now() };
-    await this.storage.putObject(manifestLinkKey(upstreamName, repo, m.digest), Buffer.from(JSON.stringify(link)));
+    await this.storage.putObject(manifestLinkKey(upstreamName, repo, m.digest), encodeManifestLink(link));
     this.memory.set(`${upstreamName}/${repo}@${m.digest}`, { bytes: m.bytes, mediaType: m.mediaType, digest: m.digest });
     this.events.manifestFetched(upstreamName, repo, m.digest, m.mediaType, m.bytes);
   }
