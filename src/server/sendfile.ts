@@ -13,87 +13,73 @@ const SMALL_CHUNK = 64 * 1024;
 const RESPONSE_BUFFER_BUDGET = 256 * 1024 * 1024;
 /** Writes outstanding per response: one being sent while the next is read. */
 const IN_FLIGHT = 2;
-/** The pools are dropped after this long without blob traffic, so idle memory returns to baseline. */
+/** Pooled buffers are dropped after this long without blob traffic, so idle memory returns to baseline. */
 const POOL_IDLE_MS = 2000;
-/** Buffers kept for reuse per size (8 concurrent fast downloads' worth of large ones). */
-const POOL_MAX = 16;
-
-/** Bytes of response buffers handed out (in flight or pooled), against RESPONSE_BUFFER_BUDGET; FIFO waiters. */
-class ByteBudget {
-  used = 0;
-  private readonly waiters: Array<{ n: number; resolve: () => void }> = [];
-
-  constructor(readonly limit: number) {}
-
-  available(): number {
-    return this.limit - this.used;
-  }
-
-  get hasWaiters(): boolean {
-    return this.waiters.length > 0;
-  }
-
-  async acquire(n: number): Promise<void> {
-    if (this.waiters.length === 0 && this.used + n <= this.limit) {
-      this.used += n;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiters.push({ n, resolve }));
-  }
-
-  release(n: number): void {
-    this.used -= n;
-    while (this.waiters.length > 0 && this.used + this.waiters[0]!.n <= this.limit) {
-      const w = this.waiters.shift()!;
-      this.used += w.n;
-      w.resolve();
-    }
-  }
-}
-
-const budget = new ByteBudget(RESPONSE_BUFFER_BUDGET);
 
 /**
- * Reusable read buffers of the two sizes, counted in the budget while pooled. Allocating a fresh 1 MiB Buffer
- * per chunk makes V8 run a full collection every few dozen MiB served; reusing them keeps warm blob serving
- * free of garbage.
+ * The read buffers of all file-backed responses: allocated up to RESPONSE_BUFFER_BUDGET bytes, then reused.
+ * A buffer that comes back goes to the first response waiting for one, else to the pool; none is dropped while
+ * traffic lasts. Dropping and reallocating them would leave garbage for V8 to collect later (with 1,000 slow
+ * clients, gigabytes of it between collections); reusing them keeps serving free of garbage and memory within
+ * the budget.
  */
-const pools = new Map<number, Buffer[]>([
-  [CHUNK, []],
-  [SMALL_CHUNK, []],
-]);
-let lastUse = 0;
-/** Responses being sent now: with many, each gets small reads so that all of them fit in the budget. */
-let active = 0;
-let trimTimer: NodeJS.Timeout | undefined;
+class ResponseBuffers {
+  /** Bytes allocated: in flight to sockets, or pooled. */
+  private allocated = 0;
+  private readonly pool = new Map<number, Buffer[]>([
+    [CHUNK, []],
+    [SMALL_CHUNK, []],
+  ]);
+  private readonly waiters: Array<(buf: Buffer) => void> = [];
+  private lastUse = 0;
+  private trimTimer: NodeJS.Timeout | undefined;
+  /** Responses being sent now: with many, new buffers are small so that all of them fit in the budget. */
+  active = 0;
 
-async function takeBuffer(): Promise<Buffer> {
-  for (const [, pool] of pools) {
-    const b = pool.pop();
-    if (b) return b; // already counted in the budget
+  constructor(private readonly limit: number) {}
+
+  async take(): Promise<Buffer> {
+    const size = this.active * IN_FLIGHT * CHUNK <= this.limit / 2 ? CHUNK : SMALL_CHUNK;
+    const pooled = this.pool.get(size)!.pop() ?? this.pool.get(size === CHUNK ? SMALL_CHUNK : CHUNK)!.pop();
+    if (pooled) return pooled;
+    for (const n of [size, SMALL_CHUNK]) {
+      if (this.waiters.length === 0 && this.allocated + n <= this.limit) {
+        this.allocated += n;
+        return Buffer.allocUnsafeSlow(n);
+      }
+    }
+    return new Promise<Buffer>((resolve) => this.waiters.push(resolve));
   }
-  const size = active * IN_FLIGHT * CHUNK <= budget.limit / 2 ? CHUNK : SMALL_CHUNK;
-  await budget.acquire(size);
-  return Buffer.allocUnsafeSlow(size);
-}
 
-function giveBack(buf: Buffer): void {
-  const pool = pools.get(buf.length)!;
-  if (pool.length < POOL_MAX && !budget.hasWaiters) pool.push(buf);
-  else budget.release(buf.length);
-  lastUse = Date.now();
-  trimTimer ??= setTimeout(trim, POOL_IDLE_MS).unref();
-}
-
-function trim(): void {
-  trimTimer = undefined;
-  const idle = Date.now() - lastUse;
-  if (idle < POOL_IDLE_MS) {
-    trimTimer = setTimeout(trim, POOL_IDLE_MS - idle).unref();
-    return;
+  give(buf: Buffer): void {
+    const waiter = this.waiters.shift();
+    if (waiter) return waiter(buf);
+    this.pool.get(buf.length)!.push(buf);
+    this.lastUse = Date.now();
+    this.trimTimer ??= setTimeout(() => this.trim(), POOL_IDLE_MS).unref();
   }
-  for (const [, pool] of pools) for (const b of pool.splice(0)) budget.release(b.length);
+
+  /** A buffer that cannot be reused (a socket may still reference it after a write error). */
+  lose(buf: Buffer): void {
+    this.allocated -= buf.length;
+    const waiter = this.waiters.shift();
+    if (!waiter) return;
+    this.allocated += SMALL_CHUNK;
+    waiter(Buffer.allocUnsafeSlow(SMALL_CHUNK));
+  }
+
+  private trim(): void {
+    this.trimTimer = undefined;
+    const idle = Date.now() - this.lastUse;
+    if (idle < POOL_IDLE_MS) {
+      this.trimTimer = setTimeout(() => this.trim(), POOL_IDLE_MS - idle).unref();
+      return;
+    }
+    for (const [, bufs] of this.pool) for (const b of bufs.splice(0)) this.allocated -= b.length;
+  }
 }
+
+const buffers = new ResponseBuffers(RESPONSE_BUFFER_BUDGET);
 
 function readAt(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => read(fd, buf, 0, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
@@ -113,11 +99,11 @@ export async function sendFileRange(res: ServerResponse, fd: number, start: numb
   closed.catch(() => {});
   // The status goes out now, also when the budget makes this response wait for its first buffer.
   res.flushHeaders();
-  active++;
+  buffers.active++;
   try {
     return await sendLoop(res, fd, start, end, closed, gone);
   } finally {
-    active--;
+    buffers.active--;
   }
 }
 
@@ -126,21 +112,21 @@ async function sendLoop(res: ServerResponse, fd: number, start: number, end: num
   const pending: Array<Promise<void>> = [];
   while (pos <= end) {
     if (res.destroyed) throw gone;
-    const taking = takeBuffer();
-    // A client that leaves while waiting for the budget: the buffer it is granted later goes straight back.
+    const taking = buffers.take();
+    // A client that leaves while waiting for a buffer: the one it is granted later goes straight back.
     const buf = await Promise.race([taking, closed]).catch((e: unknown) => {
-      void taking.then(giveBack);
+      void taking.then((b) => buffers.give(b));
       throw e;
     });
     let n: number;
     try {
       n = await readAt(fd, buf, Math.min(buf.length, end - pos + 1), pos);
     } catch (e) {
-      giveBack(buf);
+      buffers.give(buf);
       throw e;
     }
     if (n === 0) {
-      giveBack(buf);
+      buffers.give(buf);
       throw new Error('file ended before the expected size');
     }
     pos += n;
@@ -148,10 +134,10 @@ async function sendLoop(res: ServerResponse, fd: number, start: number, end: num
       res.write(n === buf.length ? buf : buf.subarray(0, n), (err) => {
         // After an error the socket may still reference the buffer: leave it to the GC, but not the budget.
         if (err) {
-          budget.release(buf.length);
+          buffers.lose(buf);
           return reject(err);
         }
-        giveBack(buf);
+        buffers.give(buf);
         resolve();
       });
     });
