@@ -38,7 +38,9 @@ class ResponseBuffers {
 
   constructor(private readonly limit: number) {}
 
-  async take(): Promise<Buffer> {
+  /** A buffer; waits for one when the budget is spent. Rejects with the signal's reason if it aborts meanwhile. */
+  async take(signal: AbortSignal): Promise<Buffer> {
+    signal.throwIfAborted();
     const size = this.active * IN_FLIGHT * CHUNK <= this.limit / 2 ? CHUNK : SMALL_CHUNK;
     const pooled = this.pool.get(size)!.pop() ?? this.pool.get(size === CHUNK ? SMALL_CHUNK : CHUNK)!.pop();
     if (pooled) return pooled;
@@ -48,7 +50,18 @@ class ResponseBuffers {
         return Buffer.allocUnsafeSlow(n);
       }
     }
-    return new Promise<Buffer>((resolve) => this.waiters.push(resolve));
+    return new Promise<Buffer>((resolve, reject) => {
+      const waiter = (buf: Buffer): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(buf);
+      };
+      const onAbort = (): void => {
+        this.waiters.splice(this.waiters.indexOf(waiter), 1);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
   }
 
   give(buf: Buffer): void {
@@ -92,32 +105,44 @@ function readAt(fd: number, buf: Buffer, len: number, pos: number): Promise<numb
  */
 export async function sendFileRange(res: ServerResponse, fd: number, start: number, end: number): Promise<number> {
   const gone = new Error('client closed the connection');
-  const closed = new Promise<never>((_, reject) => {
-    if (res.destroyed) reject(gone);
-    else res.once('close', () => reject(gone));
-  });
-  closed.catch(() => {});
+  if (res.destroyed) throw gone;
+  // One listener per response. (Racing every chunk against a "closed" promise would pile a reaction per race
+  // onto that promise for the response's whole life: hundreds of MB with 1,000 slow clients.)
+  const abort = new AbortController();
+  const onClose = (): void => abort.abort(gone);
+  res.once('close', onClose);
   // The status goes out now, also when the budget makes this response wait for its first buffer.
   res.flushHeaders();
   buffers.active++;
   try {
-    return await sendLoop(res, fd, start, end, closed, gone);
+    return await sendLoop(res, fd, start, end, abort.signal, gone);
   } finally {
     buffers.active--;
+    res.off('close', onClose);
   }
 }
 
-async function sendLoop(res: ServerResponse, fd: number, start: number, end: number, closed: Promise<never>, gone: Error): Promise<number> {
+/** p, or the signal's reason once it aborts; the abort listener is removed again, so nothing piles up. */
+async function orAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([p, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+async function sendLoop(res: ServerResponse, fd: number, start: number, end: number, signal: AbortSignal, gone: Error): Promise<number> {
   let pos = start;
   const pending: Array<Promise<void>> = [];
   while (pos <= end) {
     if (res.destroyed) throw gone;
-    const taking = buffers.take();
-    // A client that leaves while waiting for a buffer: the one it is granted later goes straight back.
-    const buf = await Promise.race([taking, closed]).catch((e: unknown) => {
-      void taking.then((b) => buffers.give(b));
-      throw e;
-    });
+    const buf = await buffers.take(signal);
     let n: number;
     try {
       n = await readAt(fd, buf, Math.min(buf.length, end - pos + 1), pos);
@@ -143,9 +168,9 @@ async function sendLoop(res: ServerResponse, fd: number, start: number, end: num
     });
     written.catch(() => {});
     pending.push(written);
-    if (pending.length >= IN_FLIGHT) await Promise.race([pending.shift()!, closed]);
+    if (pending.length >= IN_FLIGHT) await orAbort(pending.shift()!, signal);
   }
-  await Promise.race([Promise.all(pending), closed]);
+  await orAbort(Promise.all(pending), signal);
   if (res.destroyed) throw gone;
   res.end();
   return pos - start;

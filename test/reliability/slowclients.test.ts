@@ -34,6 +34,59 @@ describe('1,000 slow readers of a 64 MiB blob', () => {
     if (work) await removeDir(work);
   });
 
+  it('reading steadily (1 MiB/s each), they leave no growing heap behind', async (t) => {
+    const port = await freePort();
+    const debugPort = await freePort();
+    const server = await startRegcacheProcess({
+      port,
+      configYaml: `version: 0.1\nlog: { level: warn, accesslog: { disabled: true } }\nstorage: { filesystem: { rootdirectory: ${join(work, 'data-steady')} } }\nhttp: { addr: 127.0.0.1:${port}, debug: { addr: 127.0.0.1:${debugPort} } }\nproxy: { remoteurl: ${upstream.url} }\n`,
+    });
+    const sockets: net.Socket[] = [];
+    try {
+      const layer = img.manifests[0]!.layers[0]!;
+      const path = `/v2/team/big/blobs/${layer.digest}`;
+      await (await request(`http://127.0.0.1:${port}${path}`)).body.dump();
+      const heapMb = async () =>
+        ((await (await request(`http://127.0.0.1:${debugPort}/debug/vars`)).body.json()) as { memstats: { HeapAlloc: number } }).memstats.HeapAlloc / 2 ** 20;
+      let received = 0;
+      for (let i = 0; i < CLIENTS; i++) {
+        const s = net.connect({ port, host: '127.0.0.1' });
+        s.on('error', () => {});
+        const started = Date.now();
+        let got = 0;
+        s.on('data', (d: Buffer) => {
+          got += d.length;
+          received += d.length;
+          // 1 MiB/s: pause for as long as this client is ahead of that rate
+          const ahead = got / 1024 - (Date.now() - started);
+          if (ahead > 1) {
+            s.pause();
+            setTimeout(() => s.resume(), ahead);
+          }
+        });
+        s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+        sockets.push(s);
+      }
+      // Samples of the server's heap while 1,000 clients read: it must not climb with the chunks sent.
+      const samples: number[] = [];
+      await waitFor(
+        async () => {
+          samples.push(await heapMb());
+          return samples.length >= 8;
+        },
+        { timeoutMs: 60_000, intervalMs: 2000, what: 'heap samples' },
+      );
+      t.diagnostic(JSON.stringify({ clients: CLIENTS, receivedMb: Math.round(received / 2 ** 20), heapMb: samples.map(Math.round) }));
+      assert.ok(received > CLIENTS * 8 * 2 ** 20, `the clients made progress (${Math.round(received / 2 ** 20)} MiB)`);
+      const early = Math.min(...samples.slice(0, 3));
+      const late = Math.max(...samples.slice(-3));
+      assert.ok(late - early < 60, `heap grew from ${early.toFixed(0)} to ${late.toFixed(0)} MB while clients read: ${samples.map(Math.round).join(', ')}`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await server.stop();
+    }
+  });
+
   it('keep the server within its memory bound, and it serves normally once they leave', async (t) => {
     const port = await freePort();
     const server = await startRegcacheProcess({
