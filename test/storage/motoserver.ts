@@ -3,16 +3,11 @@
 // s3rver (ListMultipartUploads, AbortMultipartUpload, exact Range answers, checksums).
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { freePort } from '../support/ports.js';
 import { startProcess, waitForHttp } from '../support/process.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
+import { s3Access } from './s3common.js';
 import type { RunningS3 } from './s3server.js';
 
 /** moto accepts any credentials; these only have to be consistent. */
@@ -44,12 +39,8 @@ export async function startMoto(opts: { bucket?: string } = {}): Promise<Running
     await removeDir(dir);
     throw new Error(`moto_server did not start: ${(e as Error).message}\n${tail}`);
   }
-  const client = new S3Client({
-    region: 'us-east-1',
-    endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: MOTO_KEY, secretAccessKey: MOTO_SECRET },
-  });
+  const access = s3Access(endpoint, bucket, MOTO_KEY, MOTO_SECRET);
+  const { client } = access;
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
 
   return {
@@ -57,29 +48,7 @@ export async function startMoto(opts: { bucket?: string } = {}): Promise<Running
     bucket,
     accessKey: MOTO_KEY,
     secretKey: MOTO_SECRET,
-    yaml: (rootdirectory = '') => ({
-      region: 'us-east-1',
-      bucket,
-      regionendpoint: endpoint,
-      accesskey: MOTO_KEY,
-      secretkey: MOTO_SECRET,
-      forcepathstyle: true,
-      rootdirectory,
-    }),
-    client,
-    async objects(prefix = '') {
-      const out = new Map<string, Buffer>();
-      let token: string | undefined;
-      do {
-        const res = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-        for (const o of res.Contents ?? []) {
-          const body = await client.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }));
-          out.set(o.Key!, Buffer.from(await body.Body!.transformToByteArray()));
-        }
-        token = res.IsTruncated ? res.NextContinuationToken : undefined;
-      } while (token);
-      return out;
-    },
+    ...access,
     async uploads() {
       const keys: string[] = [];
       let KeyMarker: string | undefined;

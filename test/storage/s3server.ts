@@ -5,9 +5,10 @@
 // (`<dir>/<bucket>/._S3rver_uploads/<uploadId>/key`) to see what the driver left there.
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 import { makeTempDir, removeDir } from '../support/tmp.js';
+import { s3Access } from './s3common.js';
 
 export const S3RVER_KEY = 'S3RVER';
 export const S3RVER_SECRET = 'S3RVER';
@@ -58,43 +59,18 @@ export async function startS3(opts: { bucket?: string } = {}): Promise<RunningS3
 
   const { port } = await server.run();
   const endpoint = `http://127.0.0.1:${port}`;
-  const client = new S3Client({
-    region: 'us-east-1',
-    endpoint,
-    forcePathStyle: true,
-    credentials: { accessKeyId: S3RVER_KEY, secretAccessKey: S3RVER_SECRET },
+  const access = s3Access(endpoint, bucket, S3RVER_KEY, S3RVER_SECRET, {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+  const { client } = access;
 
   return {
     endpoint,
     bucket,
     accessKey: S3RVER_KEY,
     secretKey: S3RVER_SECRET,
-    yaml: (rootdirectory = '') => ({
-      region: 'us-east-1',
-      bucket,
-      regionendpoint: endpoint,
-      accesskey: S3RVER_KEY,
-      secretkey: S3RVER_SECRET,
-      forcepathstyle: true,
-      rootdirectory,
-    }),
-    client,
-    async objects(prefix = '') {
-      const out = new Map<string, Buffer>();
-      let token: string | undefined;
-      do {
-        const res = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-        for (const o of res.Contents ?? []) {
-          const body = await client.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }));
-          out.set(o.Key!, Buffer.from(await body.Body!.transformToByteArray()));
-        }
-        token = res.IsTruncated ? res.NextContinuationToken : undefined;
-      } while (token);
-      return out;
-    },
+    ...access,
     async uploads() {
       return (await listUploads()).map((u) => u.key);
     },
