@@ -35,6 +35,9 @@ defaults
   timeout server 120s
   retries 2
   option redispatch
+  # A request sent on a keep-alive connection that a draining replica closes at that moment is retried on
+  # another replica (GET and HEAD are idempotent): what a rolling restart needs.
+  retry-on all-retryable-errors
 
 frontend regcache
   bind 127.0.0.1:${listenPort}
