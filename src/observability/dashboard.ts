@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { History } from './history.js';
 import type { Metrics } from './metrics.js';
+import { send } from './routes.js';
 
 /**
  * The web dashboard: one server-rendered HTML page, a small script of our own (assets/dashboard/app.js, no build step)
@@ -46,18 +47,10 @@ const SECURITY_HEADERS = {
   'Referrer-Policy': 'no-referrer',
 };
 
-function send(res: ServerResponse, status: number, body: string | Buffer, type: string, cache = 'no-store'): true {
-  const buf = typeof body === 'string' ? Buffer.from(body) : body;
-  res.statusCode = status;
-  for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
-  res.setHeader('Content-Type', type);
-  res.setHeader('Content-Length', buf.length);
-  res.setHeader('Cache-Control', cache);
-  res.end(buf);
-  return true;
-}
+const reply = (res: ServerResponse, status: number, body: string | Buffer, type: string, cache = 'no-store'): true =>
+  send(res, status, body, type, { ...SECURITY_HEADERS, 'Cache-Control': cache });
 
-const json = (res: ServerResponse, status: number, v: unknown): true => send(res, status, JSON.stringify(v), 'application/json');
+const json = (res: ServerResponse, status: number, v: unknown): true => reply(res, status, JSON.stringify(v), 'application/json');
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -76,12 +69,12 @@ export function dashboardRoute(opts: DashboardOptions) {
     const read = req.method === 'GET' || req.method === 'HEAD';
     if (rest === '' || rest === '/') {
       if (!read) return json(res, 405, { error: 'use GET' });
-      return send(res, 200, page(base, opts), 'text/html; charset=utf-8');
+      return reply(res, 200, page(base, opts), 'text/html; charset=utf-8');
     }
     if (rest.startsWith('/static/')) {
       const name = rest.slice('/static/'.length);
       if (!read || !Object.hasOwn(STATIC, name)) return json(res, 404, { error: 'not found' });
-      return send(res, 200, await asset(name), STATIC[name]!.type, 'public, max-age=300');
+      return reply(res, 200, await asset(name), STATIC[name]!.type, 'public, max-age=300');
     }
     switch (rest) {
       case '/api/vars':

@@ -18,13 +18,15 @@ export interface HealthState {
 /** A route of the debug listener composed in by the server (the admin API); true when it answered. */
 export type DebugRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<boolean>;
 
-function send(res: ServerResponse, status: number, body: string | Buffer, type = 'application/json'): true {
+/** A whole response of the observability routes; `headers` may add headers or replace Cache-Control (default no-store). */
+export function send(res: ServerResponse, status: number, body: string | Buffer, type = 'application/json', headers: Record<string, string> = {}): true {
   const buf = typeof body === 'string' ? Buffer.from(body) : body;
   // setHeader (not writeHead's object) keeps Content-Length readable for the access log.
   res.statusCode = status;
+  res.setHeader('Cache-Control', 'no-store');
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.setHeader('Content-Type', type);
   res.setHeader('Content-Length', buf.length);
-  res.setHeader('Cache-Control', 'no-store');
   res.end(buf);
   return true;
 }
