@@ -8,7 +8,6 @@ import { Download } from './download.js';
 import { BlobScopes } from './scope.js';
 import { NegativeCache } from './negative.js';
 
-
 /** A read-only view of one upstream blob fetch in progress (the dashboard, /debug/vars). */
 export interface DownloadSnapshot {
   digest: string;

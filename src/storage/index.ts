@@ -15,8 +15,6 @@ export interface OpenStorageOptions {
   observe?: StorageObserver;
   /** Where blobs of drivers without local files are spooled while they download (default: <tmpdir>/regcache-spool). */
   spoolDir?: string;
-  /** s3: multipart uploads older than this are abandoned ones (default 1 h). */
-  staleUploadMs?: number;
 }
 
 type DriverFactory = (cfg: StorageConfig, opts: OpenStorageOptions) => Promise<ObjectDriver>;
@@ -33,7 +31,7 @@ const DRIVERS: Record<StorageConfig['driver'], DriverFactory> = {
   inmemory: async () => new (await import('./inmemory.js')).InMemoryDriver(),
   s3: async (cfg, opts) => {
     const { S3Driver } = await import('./s3/driver.js');
-    return S3Driver.open(cfg as Extract<StorageConfig, { driver: 's3' }>, { redirect: opts.redirect, staleUploadMs: opts.staleUploadMs });
+    return S3Driver.open(cfg as Extract<StorageConfig, { driver: 's3' }>, { redirect: opts.redirect });
   },
 };
 
