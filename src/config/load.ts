@@ -31,6 +31,11 @@ export const EMBEDDED_DEFAULT = '(embedded default)';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 /** Where storage goes when the config names no storage driver at all (resolved against the cwd). */
 export const DEFAULT_ROOT = './data';
+/**
+ * regcache.cache.manifestmemory default: bytes of manifests kept in memory. A manifest is a few KiB (an index of
+ * many platforms tens of KiB), so this holds thousands of hot tags and digests without a storage read.
+ */
+export const DEFAULT_MANIFEST_MEMORY_BYTES = 64 * 1024 * 1024;
 /** regcache.warm.interval default. */
 export const DEFAULT_WARM_INTERVAL_MS = 6 * 3600_000;
 /** regcache.dashboard.path default. */
@@ -244,7 +249,11 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
       requireauth: rc.requireauth ?? false,
       negativeTtlMs: rc.negativettl ?? DEFAULT_NEGATIVE_TTL_MS,
       acme: buildAcme(rc.acme, problem),
-      cache: defined({ maxsizeBytes: rc.cache?.maxsize, lowwatermark: rc.cache?.lowwatermark ?? 0.9 }),
+      cache: defined({
+        maxsizeBytes: rc.cache?.maxsize,
+        lowwatermark: rc.cache?.lowwatermark ?? 0.9,
+        manifestMemoryBytes: rc.cache?.manifestmemory ?? DEFAULT_MANIFEST_MEMORY_BYTES,
+      }),
       ...(rc.trustproxy !== undefined && { trustproxy: rc.trustproxy }),
       ...(tokenfile && { admin: { tokenfile: resolve(tokenfile) } }),
       ...(rc.warm?.images?.length && { warm: { images: rc.warm.images, intervalMs: rc.warm.interval || DEFAULT_WARM_INTERVAL_MS } }),

@@ -329,7 +329,12 @@ export const fileSchema = z.object({
       dns01: opt({ hook: str().optional(), timeout: duration().optional() }),
       cafile: str().optional(),
     }),
-    cache: opt({ maxsize: size().optional(), lowwatermark: ratio().optional() }),
+    cache: opt({
+      maxsize: size().optional(),
+      lowwatermark: ratio().optional(),
+      /** Bytes of manifests kept in memory (an LRU in front of storage); 0: none. */
+      manifestmemory: size().optional(),
+    }),
     /** The admin API's credential (POST /admin/...): a file holding a bearer token. */
     admin: opt({ tokenfile: str().optional() }),
     /** Images kept warm by the running server: tags revalidated, new digests pulled, every interval. */

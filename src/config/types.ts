@@ -110,7 +110,8 @@ export interface Config {
       /** Extra CA trusted for the ACME server (pebble, step-ca). */
       cafile?: string;
     };
-    cache: { maxsizeBytes?: number; lowwatermark: number };
+    /** regcache.cache: maxsize and lowwatermark (disk, eviction); manifestMemoryBytes bounds the in-memory manifest LRU. */
+    cache: { maxsizeBytes?: number; lowwatermark: number; manifestMemoryBytes: number };
     /** regcache.negativettl: how long an upstream 404 (unknown repository, tag or blob) is answered from memory. 0: never. */
     negativeTtlMs: number;
     /**

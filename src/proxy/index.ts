@@ -37,11 +37,13 @@ export class PullThroughCache {
       scopes?: BlobScopes;
       /** regcache.negativettl (default 0: upstream 404s are not remembered). */
       negativeTtlMs?: number;
+      /** regcache.cache.manifestmemory: bytes of manifests kept in memory (default DEFAULT_MANIFEST_MEMORY_BYTES). */
+      manifestMemoryBytes?: number;
     } = {},
   ) {
     const negative = new NegativeCache(opts.negativeTtlMs ?? 0);
     this.blobs = new BlobCache(storage, logger, events, opts.scopes ?? new BlobScopes(), negative);
-    this.manifests = new ManifestCache(storage, logger, events, negative);
+    this.manifests = new ManifestCache(storage, logger, events, negative, opts.manifestMemoryBytes);
     this.tags = new TagLists(storage, logger, events, negative);
     this.referrers = new ReferrersCache(storage, logger, events);
   }

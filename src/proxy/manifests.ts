@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { DEFAULT_MANIFEST_MEMORY_BYTES } from '../config/load.js';
 import { RegistryError } from '../errors.js';
 import { digestOf, isDigest } from '../oci/digest.js';
 import { manifestLinkKey, tagKey } from '../storage/keys.js';
@@ -22,12 +23,6 @@ export interface ManifestResult extends ManifestEntry {
 type TagRecord = StoredTag;
 type ManifestLink = StoredManifestLink;
 
-/**
- * Bytes of manifests kept in memory for hot tags and digests. A manifest is a few KiB (an index of many
- * platforms tens of KiB), so this holds thousands: a warm manifest GET then costs no storage read, while a
- * small host's memory is not at risk.
- */
-const MANIFEST_MEMORY_BYTES = 64 * 1024 * 1024;
 /** Tag records kept in memory at most (~200 bytes each). */
 const TAG_RECORDS_MAX = 50_000;
 
@@ -57,7 +52,7 @@ export class ManifestCache {
   private readonly inflight = new Map<string, Promise<ManifestResult>>();
   /** Tag records read or written recently; the rest stay in storage. */
   private readonly tags = new MemoryLru<TagRecord>(TAG_RECORDS_MAX, () => 1);
-  private readonly memory = new MemoryLru<ManifestEntry>(MANIFEST_MEMORY_BYTES, (e) => e.bytes.length);
+  private readonly memory: MemoryLru<ManifestEntry>;
   private coordinator: Coordinator | undefined;
 
   constructor(
@@ -65,8 +60,15 @@ export class ManifestCache {
     private readonly logger: Logger,
     private readonly events: ProxyEvents,
     private readonly negative: NegativeCache = new NegativeCache(0),
+    /**
+     * Bound of the in-memory manifest LRU (regcache.cache.manifestmemory), in bytes of manifest content; 0 keeps
+     * none in memory. Manifests beyond it are read from storage again when asked for.
+     */
+    memoryBytes: number = DEFAULT_MANIFEST_MEMORY_BYTES,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.memory = new MemoryLru<ManifestEntry>(memoryBytes, (e) => e.bytes.length);
+  }
 
   /** Cross-replica coordination of tag revalidations and manifest fetches (redis); undefined: this process alone. */
   setCoordinator(coordinator: Coordinator | undefined): void {

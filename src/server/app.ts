@@ -58,6 +58,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
   const proxy = new PullThroughCache(storage, logger, events, {
     scopes: new BlobScopes(lifecycle.references),
     negativeTtlMs: config.regcache.negativeTtlMs,
+    manifestMemoryBytes: config.regcache.cache.manifestMemoryBytes,
   });
   // Runs after the upstream clients closed (below): downloads they cut off fail and remove their temp files.
   disposers.defer(() => Promise.race([proxy.blobs.drain(), delay(ABORTED_DOWNLOADS_GRACE_MS)]));

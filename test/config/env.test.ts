@@ -71,6 +71,7 @@ describe('REGISTRY_* environment overrides (distribution naming), env wins over 
       REGISTRY_REGCACHE_CONNECTIONS: '8',
       REGISTRY_REGCACHE_CACHE_MAXSIZE: '10GiB',
       REGISTRY_REGCACHE_CACHE_LOWWATERMARK: '80%',
+      REGISTRY_REGCACHE_CACHE_MANIFESTMEMORY: '8MiB',
       REGISTRY_REGCACHE_AUTHHOSTS: '[auth.docker.io, login.example.com]',
       REGISTRY_REGCACHE_TIMEOUTS: '{connect: 1s, idle: 2m}',
       REGISTRY_LOG_FIELDS_SERVICE: 'mirror',
@@ -84,7 +85,7 @@ describe('REGISTRY_* environment overrides (distribution naming), env wins over 
     assert.equal(u.connections, 8);
     assert.deepEqual(u.authhosts, ['auth.docker.io', 'login.example.com']);
     assert.deepEqual(u.timeouts, { connectMs: 1_000, headersMs: 30_000, idleMs: 120_000 });
-    assert.deepEqual(config.regcache.cache, { maxsizeBytes: 10 * 1024 ** 3, lowwatermark: 0.8 });
+    assert.deepEqual(config.regcache.cache, { maxsizeBytes: 10 * 1024 ** 3, lowwatermark: 0.8, manifestMemoryBytes: 8 * 1024 ** 2 });
     assert.deepEqual(config.log.fields, { service: 'mirror' });
     assert.deepEqual(config.redis, { addr: 'redis:6379', db: 0, tls: true });
   });

@@ -71,7 +71,7 @@ describe('DESIGN.md reference config', () => {
         requireauth: false,
         negativeTtlMs: 15_000,
         acme: { challenge: 'tls-alpn-01', httpaddr: ':80' },
-        cache: { lowwatermark: 0.9 },
+        cache: { lowwatermark: 0.9, manifestMemoryBytes: 64 * 1024 * 1024 },
         dashboard: { enabled: true, path: '/dashboard', mainlistener: false, egressprice: 0.09, currency: 'USD' },
       },
     });
@@ -87,7 +87,7 @@ regcache:
   connections: 16
   authhosts: [auth.docker.io]
   requireauth: true
-  cache: { maxsize: 50GiB, lowwatermark: 90% }
+  cache: { maxsize: 50GiB, lowwatermark: 90%, manifestmemory: 16MiB }
   upstreams:
     - { name: ghcr.io, remoteurl: https://ghcr.io, prefix: [ghcr.io, ghcr], hosts: [ghcr.io] }
     - name: corp
@@ -111,7 +111,7 @@ regcache:
 `);
     assert.deepEqual(warnings, []);
     assert.equal(config.regcache.requireauth, true);
-    assert.deepEqual(config.regcache.cache, { maxsizeBytes: 50 * 1024 ** 3, lowwatermark: 0.9 });
+    assert.deepEqual(config.regcache.cache, { maxsizeBytes: 50 * 1024 ** 3, lowwatermark: 0.9, manifestMemoryBytes: 16 * 1024 ** 2 });
     const [hub, ghcr, corp] = config.upstreams;
     assert.equal(hub!.freshnessMs, 45_000);
     assert.equal(hub!.ca, '/path/ca.pem');
@@ -421,6 +421,8 @@ describe('invalid values: ConfigError naming each key path and why', () => {
     ['int type', 'regcache: { connections: many }', 'regcache.connections', 'expected an integer, got "many"'],
     ['draintimeout', 'http: { draintimeout: soon }', 'http.draintimeout', 'invalid duration "soon" (use e.g. 168h, 30m, 10s)'],
     ['size', 'regcache: { cache: { maxsize: lots } }', 'regcache.cache.maxsize', 'invalid size "lots" (use e.g. 50GiB, 512MB, or a number of bytes)'],
+    ['manifest memory', 'regcache: { cache: { manifestmemory: -5MiB } }', 'regcache.cache.manifestmemory', 'invalid size "-5MiB" (use e.g. 50GiB, 512MB, or a number of bytes)'],
+    ['manifest memory unit', 'regcache: { cache: { manifestmemory: 64 mebibytes } }', 'regcache.cache.manifestmemory', 'invalid size "64 mebibytes" (use e.g. 50GiB, 512MB, or a number of bytes)'],
     ['ratio', 'regcache: { cache: { lowwatermark: 150% } }', 'regcache.cache.lowwatermark', 'invalid ratio "150%" (use e.g. 90% or 0.9)'],
     ['mapping expected', 'http: 5', 'http', 'expected a mapping, got 5'],
     ['list expected', 'regcache: { authhosts: auth.example }', 'regcache.authhosts', 'expected a list, got "auth.example"'],
