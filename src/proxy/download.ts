@@ -6,22 +6,40 @@ import type { BlobWriter } from '../storage/blobstore.js';
 import { WriteBehind } from './writebehind.js';
 
 const READ_CHUNK = 1024 * 1024;
+/**
+ * The tee keeps the most recent blocks up to this many bytes (references, not copies), so that a
+ * reader that opens a moment after the download started (the first client's own request: the download starts
+ * before its reader exists) or that catches up from the temp file joins the tee without a gap.
+ */
+const TEE_BACKLOG = 4 * 1024 * 1024;
+/** A teed reader whose client has not taken this many bytes falls back to following the temp file. */
+const TEE_MAX_LAG = 8 * 1024 * 1024;
 
 type State = 'running' | 'committed' | 'failed';
 
 /**
  * One upstream blob fetch, shared by every client that asks for the blob while it runs.
  *
- * Bytes go upstream → temp file (hashed on the way); each client gets its own reader that follows the
- * temp file as it grows, so slow clients never hold memory and clients may join at any time. The last
- * byte is held back until the digest is verified and the blob committed: a client can never receive a
- * complete-looking body that failed verification — on failure its stream errors (connection aborted).
+ * Bytes go upstream → 1 MiB blocks → temp file (hashed on the way). Each client gets its own reader. A
+ * reader that keeps up with the download is fed each block as it is gathered, before it is written (the tee:
+ * the same immutable buffer for every reader, no copy, no read back); one that joins late or falls more than
+ * TEE_MAX_LAG behind follows the temp file as it grows instead, so slow clients never hold more than that
+ * and clients may join at any time. The last byte is held back until the digest is verified and the blob
+ * committed (a teed reader takes it from the file then): a client can never receive a complete-looking body
+ * that failed verification — on failure its stream errors (connection aborted).
  */
 export class Download extends EventEmitter {
   private state: State = 'running';
   private failure: Error | undefined;
   private readers = 0;
   private pumpDone = false;
+  /** Bytes teed so far (received from the upstream and gathered into blocks; the temp file may lag behind). */
+  private received = 0;
+  /** The latest blocks, oldest first, at most ~TEE_BACKLOG bytes; empty when there is no tee. */
+  private backlog: Array<{ buf: Buffer; start: number }> = [];
+  private backlogBytes = 0;
+  /** Readers fed from the blocks in memory. */
+  private readonly teed = new Set<DownloadReader>();
   readonly finished: Promise<void>;
 
   private constructor(
@@ -80,8 +98,13 @@ export class Download extends EventEmitter {
     onFinish?: (err: Error | undefined, bytes: number) => void,
   ): Promise<void> {
     let failure: unknown;
+    let out: WriteBehind | undefined;
     try {
-      const out = new WriteBehind(this.writer, () => this.emit('change'));
+      out = new WriteBehind(
+        this.writer,
+        () => this.emit('change'),
+        (block, start) => this.tee(block, start),
+      );
       for await (const chunk of body) await out.push(chunk);
       await out.end();
       if (this.size !== null && this.writer.bytesWritten !== this.size) {
@@ -92,6 +115,7 @@ export class Download extends EventEmitter {
       failure = e ?? new Error('unknown failure');
     }
     if (failure !== undefined) {
+      out?.stop();
       try {
         body.destroy?.();
       } catch {
@@ -110,10 +134,48 @@ export class Download extends EventEmitter {
     } catch {
       // observers (metrics, index) must not change the outcome of a download
     }
+    this.backlog = [];
+    this.backlogBytes = 0;
+    const teed = [...this.teed];
+    this.teed.clear();
     if (this.failure) this.emit('failed', this.failure);
     else this.emit('committed');
+    for (const r of teed) r.untee();
     this.emit('change');
     await this.maybeCloseFd();
+  }
+
+  /**
+   * Hands a block of received bytes (blob bytes [start, start + chunk.length)) to the teed readers and keeps it
+   * in the backlog. Without a known size: no tee. True: the block is kept (WriteBehind must not reuse it).
+   */
+  private tee(chunk: Buffer, start: number): boolean {
+    this.received = start + chunk.length;
+    if (this.size === null || this.state !== 'running') return false;
+    this.backlog.push({ buf: chunk, start });
+    this.backlogBytes += chunk.length;
+    while (this.backlog.length > 1 && this.backlogBytes - this.backlog[0]!.buf.length >= TEE_BACKLOG) {
+      this.backlogBytes -= this.backlog.shift()!.buf.length;
+    }
+    for (const r of this.teed) r.feed(chunk, start);
+    return true;
+  }
+
+  /**
+   * Feeds the reader from the blocks in memory from its position on, when the backlog still holds that position
+   * and the reader needs more than its final byte (which only the committed file gives). False: it follows the file.
+   */
+  attach(reader: DownloadReader, pos: number, last: number): boolean {
+    if (this.state !== 'running' || this.size === null || pos >= last) return false;
+    const from = this.backlog[0]?.start ?? this.received;
+    if (pos < from || pos > this.received) return false;
+    this.teed.add(reader);
+    for (const c of this.backlog) if (c.start + c.buf.length > pos && this.teed.has(reader)) reader.feed(c.buf, c.start);
+    return true;
+  }
+
+  detach(reader: DownloadReader): void {
+    this.teed.delete(reader);
   }
 
   private async maybeCloseFd(): Promise<void> {
@@ -150,8 +212,8 @@ export class Download extends EventEmitter {
 }
 
 /**
- * One client's view of a Download: bytes [pos, last] of the temp file, delivered as they become available.
- * Invariants:
+ * One client's view of a Download: bytes [pos, last] of the blob, delivered as they become available: from the
+ * blocks in memory while it keeps up (teed), else from the temp file. Invariants:
  * - until the blob is verified and committed, the final byte of this reader's range is held back (and the
  *   Download holds back the blob's final byte), so no client — ranged or not — receives all the bytes its
  *   response announced before they were verified; on failure it is destroyed with the download's error and
@@ -161,6 +223,10 @@ export class Download extends EventEmitter {
  */
 class DownloadReader extends Readable {
   private waiting = false;
+  /** Fed by the Download's tee (see feed), not reading the file. */
+  private teed = false;
+  /** _read was called and nothing was pushed since. */
+  private wanted = false;
 
   constructor(
     private readonly dl: Download,
@@ -172,7 +238,40 @@ class DownloadReader extends Readable {
   }
 
   override _read(): void {
-    void this.step();
+    this.wanted = true;
+    if (!this.teed) void this.step();
+  }
+
+  /**
+   * A block (bytes [start, start + chunk.length) of the blob), while teed: pushes the part this reader
+   * needs, never the final byte of its range. Leaves the tee once only that final byte is missing (the file
+   * has it after the commit) or when its client lags more than TEE_MAX_LAG behind.
+   */
+  feed(chunk: Buffer, start: number): void {
+    if (this.destroyed) return;
+    const end = Math.min(start + chunk.length, this.last);
+    if (start > this.pos) return this.leaveTee(); // a gap: cannot happen; the file has every byte
+    if (end > this.pos) {
+      const part = chunk.subarray(this.pos - start, end - start);
+      this.pos = end;
+      this.wanted = false;
+      this.push(part);
+    }
+    if (this.pos >= this.last || this.readableLength > TEE_MAX_LAG) this.leaveTee();
+  }
+
+  /** The download finished: a teed reader goes on from the file (its final byte; or the error). */
+  untee(): void {
+    this.teed = false;
+    const { error } = this.dl;
+    if (error) this.destroy(error);
+    else if (this.wanted) void this.step();
+  }
+
+  private leaveTee(): void {
+    if (!this.teed) return;
+    this.dl.detach(this);
+    this.untee();
   }
 
   private readonly wake = (): void => {
@@ -189,6 +288,10 @@ class DownloadReader extends Readable {
       this.destroy(dl.error);
       return;
     }
+    if (this.teed) return;
+    this.teed = true; // before attach: it may feed the backlog (and leave the tee) at once
+    if (dl.attach(this, this.pos, this.last)) return;
+    this.teed = false;
     const limit = Math.min(dl.available, dl.isCommitted ? this.last + 1 : this.last);
     if (this.pos < limit) {
       const len = Math.min(limit - this.pos, READ_CHUNK);
@@ -197,6 +300,7 @@ class DownloadReader extends Readable {
         const n = await dl.read(buf, len, this.pos);
         if (this.destroyed) return;
         this.pos += n;
+        this.wanted = false;
         this.push(n === len ? buf : buf.subarray(0, n));
       } catch (e) {
         this.destroy(e as Error);
@@ -204,6 +308,7 @@ class DownloadReader extends Readable {
       return;
     }
     if (dl.isCommitted) {
+      this.wanted = false;
       this.push(null);
       return;
     }
@@ -212,6 +317,8 @@ class DownloadReader extends Readable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.teed = false;
+    this.dl.detach(this);
     this.dl.off('change', this.wake);
     this.dl.readerClosed();
     cb(err);
