@@ -5,8 +5,8 @@ import { loadConfig } from '../config/load.js';
 import { parseSize } from '../config/size.js';
 import type { Config } from '../config/types.js';
 import { CacheAdmin, type CacheListing, type RemovalResult } from '../lifecycle/admin.js';
-import { AdminClient, type CacheOps } from '../lifecycle/adminclient.js';
-import { importBundle, planExport, writeBundle, type BundleContext } from '../lifecycle/bundle.js';
+import type { CacheOps } from '../lifecycle/adminclient.js';
+import type { BundleContext } from '../lifecycle/bundle.js';
 import { registerBundleCommands } from './bundle.js';
 import { ttlResolver } from '../lifecycle/sweeper.js';
 import { warmImage, type WarmProgress } from '../lifecycle/warm.js';
@@ -88,6 +88,8 @@ export async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Con
   // The token file is read only when a state-changing call needs it (adminToken), not to list or work offline.
   const { config } = await loadConfig({ file: opts.config, checkFiles: false });
   const token = adminToken(opts, config);
+  // Loaded on use, like storage below: `regcache serve` registers these commands but never runs them.
+  const { AdminClient } = await import('../lifecycle/adminclient.js');
   if (opts.admin) return fn(new AdminClient(opts.admin.replace(/\/+$/, ''), token), config);
   const dir = metadataDir(config.storage);
   const holder = dir ? await lockHolder(dir) : undefined;
@@ -113,6 +115,7 @@ export async function withCache<T>(opts: Common, fn: (ops: CacheOps, config: Con
       maxSizeBytes: config.regcache.cache.maxsizeBytes,
       lowWatermark: config.regcache.cache.lowwatermark,
     });
+    const { importBundle, planExport, writeBundle } = await import('../lifecycle/bundle.js');
     const bundles: BundleContext = { index: meta.index, storage, upstreams: config.upstreams.map((u) => u.name) };
     return await fn(
       {

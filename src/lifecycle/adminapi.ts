@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CacheAdmin } from './admin.js';
 import type { AdminGate } from './adminauth.js';
-import { BundleError, importBundle, planExport, writeBundle, type BundleContext } from './bundle.js';
+import type { BundleContext } from './bundle.js';
 
 /**
  * The admin API on the debug listener (never on the public one), used by `regcache cache ... ` while the server
@@ -79,6 +79,8 @@ export async function handleAdmin(
   if (!admin) return sendJson(res, 503, { error: 'this process does not manage the cache: another regcache process holds its metadata lock' });
   if (p !== ADMIN_PREFIX && !p.startsWith(`${ADMIN_PREFIX}/`)) return sendJson(res, 404, { error: `no admin resource ${p}` });
   const op = p.slice(ADMIN_PREFIX.length);
+  // Bundles (tar) are loaded by the first export or import, not by every server at start.
+  const bundleOps = () => import('./bundle.js');
   try {
     if (op === '' || op === '/') {
       if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' });
@@ -88,6 +90,7 @@ export async function handleAdmin(
     if (op === '/import') {
       if (!bundles) return sendJson(res, 503, { error: 'this process does not manage the cache' });
       const upstream = url.searchParams.get('upstream') ?? undefined;
+      const { importBundle } = await bundleOps();
       return sendJson(res, 200, await importBundle(bundles, req, { upstream }));
     }
     const body = await readJson(req);
@@ -105,6 +108,7 @@ export async function handleAdmin(
         const images = Array.isArray(body.images) && body.images.every((i) => typeof i === 'string') ? (body.images as string[]) : undefined;
         if (!images) return sendJson(res, 400, { error: 'images (a list of image references) is required' });
         const platform = typeof body.platform === 'string' && body.platform ? body.platform : undefined;
+        const { planExport, writeBundle } = await bundleOps();
         const plan = await planExport(bundles, images, { platform });
         res.writeHead(200, { 'Content-Type': TAR_TYPE, 'X-Regcache-Export-Bytes': String(plan.bytes) });
         await writeBundle(bundles, plan, res).catch((e: unknown) => {
@@ -119,7 +123,7 @@ export async function handleAdmin(
   } catch (e) {
     if (!res.headersSent) {
       // A bad bundle or request is the caller's (400); anything else is ours, said without a stack trace.
-      const status = e instanceof BundleError || !(e instanceof Error) || op !== '/import' ? 400 : 500;
+      const status = op !== '/import' || !(e instanceof Error) || e instanceof (await bundleOps()).BundleError ? 400 : 500;
       if (op === '/import') req.resume();
       sendJson(res, status, { error: (e as Error).message });
     }

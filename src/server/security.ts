@@ -7,7 +7,7 @@ import { openAuthProvider } from '../auth/index.js';
 import type { Config } from '../config/types.js';
 import type { AuthProvider } from '../seams.js';
 import type { AcmeManager } from '../tls/acme.js';
-import { CertificateFiles } from '../tls/certfiles.js';
+import type { CertificateFiles } from '../tls/certfiles.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -39,6 +39,7 @@ export class Security {
     try {
       if (tls?.certificate && tls.key) {
         if (tls.letsencrypt) logger.warn('http.tls.certificate is set: http.tls.letsencrypt is ignored');
+        const { CertificateFiles } = await import('../tls/certfiles.js'); // loaded only with http.tls
         certs = await CertificateFiles.open({
           certificate: tls.certificate,
           key: tls.key,

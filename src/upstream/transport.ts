@@ -3,10 +3,11 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { rootCertificates } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { RegistryError } from '../errors.js';
 import type { UpstreamTimeouts } from '../config/types.js';
 import type { BreakerPermit, CircuitBreaker } from './breaker.js';
+import { Agent } from './undici.js';
 
 /**
  * HTTP for one upstream: a keep-alive undici Agent (HTTP/1.1, `connections` sockets per origin,
