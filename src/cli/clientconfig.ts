@@ -25,10 +25,6 @@ export interface ClientConfigCliOptions {
 }
 
 /** `--upstream a --upstream b,c` → [a, b, c] (never variadic, so it cannot swallow the client argument). */
-export function collectUpstream(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), ...value.split(',').map((s) => s.trim()).filter(Boolean)];
-}
-
 const err = (s: string): void => void process.stderr.write(s + '\n');
 
 /**

@@ -1,9 +1,14 @@
 import { Command } from 'commander';
 import { ConfigError } from '../errors.js';
-import { runConfigCheck } from './configcheck.js';
-import { collectUpstream, runClientConfig, type ClientConfigCliOptions } from './clientconfig.js';
+import type { ClientConfigCliOptions } from './clientconfig.js';
 import { registerCacheCommands } from './cache.js';
 
+/** --upstream, repeated or comma-separated. */
+function collectUpstream(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+}
+
+// Each command's module is loaded when it runs: `serve` should not pay for the others (nor they for the server).
 const program = new Command();
 program
   .name('regcache')
@@ -29,7 +34,7 @@ config
   .command('check')
   .description('load and validate a config file; print warnings and the effective upstreams')
   .option('-c, --config <file>', 'config file to check (default: the embedded default)')
-  .action(async (opts: { config?: string }) => runConfigCheck(opts));
+  .action(async (opts: { config?: string }) => (await import('./configcheck.js')).runConfigCheck(opts));
 
 program
   .command('client-config')
@@ -47,7 +52,7 @@ program
   .option('-c, --config <file>', 'the server\'s config.yml: check that its default upstream stands for Docker Hub')
   .option('--write [root]', 'write the files where they belong (under ROOT if given), backing up existing ones')
   .action(async (client: string, opts: ClientConfigCliOptions & { upstream?: string[] }) =>
-    runClientConfig(client, { ...opts, upstream: opts.upstream ?? [] }),
+    (await import('./clientconfig.js')).runClientConfig(client, { ...opts, upstream: opts.upstream ?? [] }),
   );
 
 registerCacheCommands(program);

@@ -1,5 +1,5 @@
 // What `regcache serve` loads at start: only what its configuration uses. Parts a mirror without them never runs
-// (client auth, TLS files, cache bundles, the admin client, undici's fetch/WebSocket/mocks) load on use, so they
+// (client auth, TLS files, cache bundles, the admin client, other commands, undici's fetch/WebSocket/mocks) load on use, so they
 // cost neither start-up time nor idle memory (docs/benchmarks.md). Counted by module, not timed.
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -20,6 +20,8 @@ const NOT_AT_START: Array<[string, RegExp]> = [
   ['bcryptjs (client auth)', /\/node_modules\/bcryptjs\//],
   ['cache bundles', /\/src\/lifecycle\/bundle\.ts$/],
   ['admin API client', /\/src\/lifecycle\/adminclient\.ts$/],
+  ['client-config generators', /\/src\/clientconfig\//],
+  ['config check command', /\/src\/cli\/configcheck\.ts$/],
   ['htpasswd', /\/src\/auth\/htpasswd\.ts$/],
   ['TLS certificate files', /\/src\/tls\/certfiles\.ts$/],
   ['ACME', /\/src\/tls\/acme\.ts$|\/node_modules\/acme-client\//],
