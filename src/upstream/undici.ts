@@ -17,7 +17,7 @@ function loadAgent(): typeof UndiciAgent {
     const api = require('undici/lib/api/index.js') as object;
     const agent = require('undici/lib/dispatcher/agent.js') as typeof UndiciAgent;
     Object.assign(dispatcher.prototype, api);
-    if (typeof agent.prototype.request === 'function' && agent.prototype instanceof (dispatcher as unknown as typeof Object)) return agent;
+    if (typeof agent.prototype.request === 'function') return agent;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw e;
   }
