@@ -1,6 +1,5 @@
 import { loadConfig } from '../config/load.js';
 import { createLogger } from '../log.js';
-import { startApp } from '../server/app.js';
 
 export async function runServe(opts: { config?: string }): Promise<void> {
   const loaded = await loadConfig({ file: opts.config });
@@ -12,10 +11,15 @@ export async function runServe(opts: { config?: string }): Promise<void> {
       config: loaded.source,
       storage: config.storage.driver === 'filesystem' ? config.storage.rootdirectory : config.storage.driver,
       upstreams: config.upstreams.map((u) => `${u.name}=${u.remoteurl}`),
+      ...(config.regcache.workers > 1 && { workers: config.regcache.workers }),
     },
     'starting regcache',
   );
-  const app = await startApp(config, logger);
+  // The primary of several workers only forks and coordinates them: it never loads the server's module tree.
+  const app =
+    config.regcache.workers > 1
+      ? await (await import('../server/cluster.js')).startCluster(config, logger, { onFatal: () => process.exit(1) })
+      : await (await import('../server/app.js')).startApp(config, logger);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) {

@@ -8,6 +8,7 @@
  * `key "loglevel" deprecated: use log.level`, or `unknown environment variable <NAME> ignored`.
  */
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -31,6 +32,8 @@ export const EMBEDDED_DEFAULT = '(embedded default)';
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 /** Where storage goes when the config names no storage driver at all (resolved against the cwd). */
 export const DEFAULT_ROOT = './data';
+/** regcache.workers default: one process (see docs/operations.md#workers for when more are faster). */
+export const DEFAULT_WORKERS = 1;
 /**
  * regcache.cache.manifestmemory default: bytes of manifests kept in memory. A manifest is a few KiB (an index of
  * many platforms tens of KiB), so this holds thousands of hot tags and digests without a storage read.
@@ -248,6 +251,7 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
     regcache: {
       requireauth: rc.requireauth ?? false,
       negativeTtlMs: rc.negativettl ?? DEFAULT_NEGATIVE_TTL_MS,
+      workers: buildWorkers(rc.workers, s, h.tls?.letsencrypt !== undefined, problem),
       acme: buildAcme(rc.acme, problem),
       cache: defined({
         maxsizeBytes: rc.cache?.maxsize,
@@ -266,6 +270,24 @@ function build(f: FileConfig, warnings: string[], problems: Problem[]): Config {
       },
     },
   };
+}
+
+/** regcache.workers: `auto` is one per CPU; several processes need a storage they all see. */
+function buildWorkers(
+  v: number | 'auto' | undefined,
+  storage: NonNullable<FileConfig['storage']>,
+  letsencrypt: boolean,
+  problem: (path: string, message: string) => void,
+): number {
+  const n = v === 'auto' ? availableParallelism() : (v ?? DEFAULT_WORKERS);
+  if (n > 1 && storage.inmemory !== undefined) {
+    problem('regcache.workers', `${n} workers need a storage they share (filesystem or s3); inmemory storage is private to each process`);
+  }
+  if (n > 1 && letsencrypt) {
+    // Each worker would run its own ACME account and renewals.
+    problem('regcache.workers', `${n} workers cannot share http.tls.letsencrypt; use http.tls.certificate/key files (renewed by certbot or similar) or one worker`);
+  }
+  return n;
 }
 
 function buildAcme(

@@ -323,6 +323,12 @@ export const fileSchema = z.object({
     dockerhub: bool().optional(),
     requireauth: bool().optional(),
     negativettl: duration().optional(),
+    /** Server processes sharing the listeners (node:cluster): a count, or `auto` for one per CPU. */
+    workers: leaf((v) => {
+      if (typeof v === 'string' && v.trim().toLowerCase() === 'auto') return 'auto' as const;
+      const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+      return Number.isSafeInteger(n) && n >= 1 && n <= 64 ? n : new Bad(`expected a number of processes from 1 to 64, or auto, got ${describe(v)}`);
+    }).optional(),
     acme: opt({
       challenge: oneOf({ 'tls-alpn-01': 'tls-alpn-01', 'http-01': 'http-01', 'dns-01': 'dns-01' } as const).optional(),
       httpaddr: str().optional(),

@@ -115,6 +115,12 @@ export interface Config {
     /** regcache.negativettl: how long an upstream 404 (unknown repository, tag or blob) is answered from memory. 0: never. */
     negativeTtlMs: number;
     /**
+     * regcache.workers: server processes sharing the listeners (node:cluster), coordinated over IPC so that they
+     * behave as one process (one upstream fetch per blob, one metadata writer, one sweeper). `auto` is resolved
+     * to the CPU count. 1: a single process, no cluster.
+     */
+    workers: number;
+    /**
      * regcache.admin.tokenfile (absolute): a file whose trimmed content is the bearer token every state-changing
      * admin request (POST /admin/...) must send. Absent: those work only on a loopback debug listener.
      */

@@ -38,7 +38,11 @@ export interface CacheLifecycle {
   /** Once the cache policy exists: catch up with storage, then sweep (as leader) and answer the admin API. */
   start(opts: {
     proxy: PullThroughCache;
-    isLeader?: () => boolean;
+    /**
+     * Several replicas or workers: campaigns for leadership of the eviction sweeps. Called only in the process
+     * that owns the index (the only one with a sweeper), so the leader is always a process that sweeps.
+     */
+    campaign?: () => () => boolean;
     /** Several replicas: accesses are noted cluster-wide and eviction plans use everyone's. */
     access?: AccessRecorder;
     /** Image name → upstream and repository, as the registry API routes it (for regcache.warm). */
@@ -62,13 +66,21 @@ export function liveCacheOf(proxy: PullThroughCache): LiveCache {
  * The cache's runtime besides serving it: the metadata index (single writer, behind its lock), reconcile with
  * storage, the TTL/LRU sweeper and the admin operations. A process that finds the lock held serves only.
  */
-export async function openLifecycle(config: Config, storage: BlobStore, logger: Logger): Promise<CacheLifecycle> {
+export async function openLifecycle(
+  config: Config,
+  storage: BlobStore,
+  logger: Logger,
+  /** serveOnly: a worker other than worker 0 (regcache.workers), which manages the cache for all of them. */
+  opts: { serveOnly?: boolean } = {},
+): Promise<CacheLifecycle> {
   const log = logger.child({ component: 'lifecycle' });
   // First: an unusable admin token file stops the start before anything is opened.
   const gate = await createAdminGate(config, log);
   const dir = metadataDir(config.storage);
-  let meta = await openMetadata(dir, log);
-  if (!meta.owner) {
+  let meta = await openMetadata(dir, log, { serveOnly: opts.serveOnly });
+  if (opts.serveOnly) {
+    if (!meta.owner) log.debug('worker 0 manages this storage (metadata index, eviction, admin API); this worker serves');
+  } else if (!meta.owner) {
     log.warn({ holder: meta.heldBy }, 'another regcache process manages this storage (metadata lock held): this one serves only, no eviction');
   }
   const now = Date.now;
@@ -95,7 +107,7 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
       tagValidated: (u, r, t, d) => lc.index.tagValidated(u, r, t, d, now()),
     },
 
-    start({ proxy, isLeader, onRemoved, access: recorder, resolve }) {
+    start({ proxy, campaign, onRemoved, access: recorder, resolve }) {
       access = recorder;
       if (config.regcache.warm && resolve) {
         lc.warmer = new ScheduledWarmer(config.regcache.warm, { proxy, resolve, isOwner: () => lc.admin !== undefined && !closed, logger: log.child({ task: 'warm' }) });
@@ -116,7 +128,7 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
         if (meta.owner) {
           lc.admin = new CacheAdmin(ctx);
           lc.bundles = { ...ctx, upstreams: config.upstreams.map((u) => u.name) };
-          lc.sweeper = new Sweeper({ ...ctx, ttlIntervalMs: ttlInterval(config.upstreams.map((u) => u.ttlMs)), isLeader });
+          lc.sweeper = new Sweeper({ ...ctx, ttlIntervalMs: ttlInterval(config.upstreams.map((u) => u.ttlMs)), isLeader: campaign?.() });
         }
         // Storage is the truth: catch up with what a crash lost (or rebuild from scratch), then start sweeping.
         const index = lc.index;
@@ -132,7 +144,7 @@ export async function openLifecycle(config: Config, storage: BlobStore, logger: 
         );
       };
       manage();
-      if (meta.owner || !dir) return;
+      if (meta.owner || !dir || opts.serveOnly) return;
       // Serving only: the holder may be gone without a trace (a crashed server in another container is seen
       // as gone only when its lock goes stale). Take the cache's lifecycle over then.
       let trying = false;

@@ -19,17 +19,22 @@ export interface OpenedMetadata {
 }
 
 /** Opens the index as its single writer, or memory-only when another process (a running server) holds the lock. */
-export async function openMetadata(dir: string | undefined, logger?: Logger, opts: { flushIntervalMs?: number } = {}): Promise<OpenedMetadata> {
+export async function openMetadata(
+  dir: string | undefined,
+  logger?: Logger,
+  opts: { flushIntervalMs?: number; /** Never takes the lock: another process of this server owns the index. */ serveOnly?: boolean } = {},
+): Promise<OpenedMetadata> {
   if (!dir) {
     const index = await MetadataIndex.open({ logger });
     return { index, owner: true, close: () => index.close() };
   }
+  if (opts.serveOnly) return openShared(undefined, logger);
   const lock = await acquireLock(dir);
   return 'heldBy' in lock ? openShared(lock.heldBy, logger) : openOwned(dir, lock, logger, opts);
 }
 
 /** The index of a process that only serves: in memory, rebuilt from storage by the caller. */
-async function openShared(heldBy: LockHolder, logger?: Logger): Promise<OpenedMetadata> {
+async function openShared(heldBy: LockHolder | undefined, logger?: Logger): Promise<OpenedMetadata> {
   const index = await MetadataIndex.open({ logger });
   return { index, owner: false, heldBy, close: () => index.close() };
 }

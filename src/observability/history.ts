@@ -18,7 +18,7 @@ export class History {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly metrics: Pick<Metrics, 'totals'>,
+    private readonly metrics: Pick<Metrics, 'totals'> & Partial<Pick<Metrics, 'refreshPeers'>>,
     private readonly intervalMs = HISTORY_INTERVAL_MS,
     private readonly capacity = HISTORY_SAMPLES,
     private readonly now: () => number = Date.now,
@@ -27,7 +27,9 @@ export class History {
   start(): void {
     if (this.timer) return;
     this.sample();
-    this.timer = setInterval(() => this.sample(), this.intervalMs);
+    // Several workers: the others' counters first (a failed gather samples what is known).
+    const tick = (): void => void (this.metrics.refreshPeers?.() ?? Promise.resolve()).catch(() => {}).then(() => this.sample());
+    this.timer = setInterval(tick, this.intervalMs);
     this.timer.unref();
   }
 

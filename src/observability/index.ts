@@ -14,7 +14,7 @@ import { Metrics, type CoordinationStatus, type ResponseInfo } from './metrics.j
 import { debugHandler, mainRoutes, type DebugRoute, type HealthState } from './routes.js';
 import { instrumentUpstream } from './upstream.js';
 
-export { Metrics, type CoordinationStatus } from './metrics.js';
+export { Metrics, type CoordinationStatus, type MetricsSnapshot } from './metrics.js';
 export { StorageHealth } from './health.js';
 export type { DebugRoute } from './routes.js';
 
@@ -107,7 +107,7 @@ export class Observability {
   dashboard(admin: DebugRoute, mainListener: boolean): DebugRoute {
     const d = this.config.regcache.dashboard;
     const hasToken = this.config.regcache.admin?.tokenfile !== undefined;
-    return dashboardRoute({
+    const route = dashboardRoute({
       base: d.path,
       metrics: this.metrics,
       history: this.history,
@@ -115,6 +115,11 @@ export class Observability {
       removal: hasToken ? 'token' : mainListener || !isLoopbackAddr(this.config.http.debug?.addr ?? '') ? 'disabled' : 'open',
       price: { pricePerGB: d.egressprice, currency: d.currency },
     });
+    return async (req, res, url) => {
+      // Several workers: the page shows all of them, gathered when it is asked.
+      if (url.pathname === d.path || url.pathname.startsWith(`${d.path}/`)) await this.metrics.refreshPeers();
+      return route(req, res, url);
+    };
   }
 
   /** The http.debug.addr listener's handler: health, expvar, Prometheus, then `routes` (the admin API). */

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { CacheResult, ProxyEvents } from '../seams.js';
 import { BREAKER_STATE_VALUE, type BreakerStatus } from '../upstream/index.js';
 import type { DownloadSnapshot } from '../proxy/index.js';
@@ -67,6 +67,47 @@ interface ProxyVars {
   Misses: number;
   BytesPulled: number;
   BytesPushed: number;
+}
+
+/** The plain counters behind /debug/vars and the dashboard. */
+interface Counters {
+  vars: { blobs: ProxyVars; manifests: ProxyVars };
+  extra: { evictions: number; evictedBytes: number; coalescedWaits: number; staleServed: number; pullsSaved: number };
+  results: Record<CacheResult, number>;
+  served: { cache: number; upstream: number };
+  upstreams: Record<string, UpstreamStats>;
+}
+
+/**
+ * What one worker of several (regcache.workers) counted, as another worker gathers it over IPC: /metrics,
+ * /debug/vars and the dashboard of the worker with the debug listener add up every worker's.
+ */
+export interface MetricsSnapshot {
+  prom: Array<MetricObjectWithValues<MetricValue<string>>>;
+  counters: Counters;
+  downloads: DownloadSnapshot[];
+}
+
+/** Adds numeric fields of `b` into `a`, recursively (same shape). */
+function addInto<T extends object>(a: T, b: T): void {
+  for (const [k, v] of Object.entries(b)) {
+    const cur = (a as Record<string, unknown>)[k];
+    if (typeof v === 'number' && typeof cur === 'number') (a as Record<string, unknown>)[k] = cur + v;
+    else if (v && typeof v === 'object' && cur && typeof cur === 'object') addInto(cur, v);
+  }
+}
+
+function mergeUpstream(a: UpstreamStats | undefined, b: UpstreamStats): UpstreamStats {
+  if (!a) return { ...b };
+  const later = (b.lastError ?? 0) > (a.lastError ?? 0) ? b : a;
+  return {
+    requests: a.requests + b.requests,
+    errors: a.errors + b.errors,
+    latencyMs: a.latencyMs ?? b.latencyMs,
+    lastSuccess: Math.max(a.lastSuccess ?? 0, b.lastSuccess ?? 0) || null,
+    lastError: later.lastError,
+    lastErrorCode: later.lastErrorCode,
+  };
 }
 
 const FROM_CACHE = new Set<string>(['hit', 'revalidated', 'stale']);
@@ -201,6 +242,7 @@ export class Metrics {
     const src = sources;
     new Gauge({
       name: 'regcache_cache_size_bytes',
+      aggregator: 'max',
       help: 'Bytes of blobs (layers, configs, manifests) in the cache',
       registers,
       collect() {
@@ -209,6 +251,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'regcache_cache_blobs',
+      aggregator: 'max',
       help: 'Blobs in the cache',
       registers,
       collect() {
@@ -217,6 +260,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'regcache_cache_max_size_bytes',
+      aggregator: 'max',
       help: 'regcache.cache.maxsize (absent when the cache is not capped)',
       registers,
       collect() {
@@ -236,6 +280,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'regcache_redis_up',
+      aggregator: 'min',
       help: '1 while the connection to the coordination Redis is up, 0 while it is down (absent without redis:)',
       registers,
       collect() {
@@ -246,6 +291,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'regcache_storage_healthy',
+      aggregator: 'min',
       help: '1 while the storage health check passes (or is disabled), 0 after threshold consecutive failures',
       registers,
       collect() {
@@ -254,6 +300,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'regcache_upstream_breaker_state',
+      aggregator: 'max',
       help: 'Circuit breaker of each upstream: 0 closed (requests go upstream), 1 open (marked down: cache only, 503 for misses), 2 half-open (one probe in flight)',
       labelNames: ['upstream'],
       registers,
@@ -286,6 +333,8 @@ export class Metrics {
         name,
         help,
         labelNames: ['upstream'],
+        // every worker sees the same upstream answers: the latest is any one of them
+        aggregator: 'min',
         registers,
         collect() {
           this.reset();
@@ -387,25 +436,63 @@ export class Metrics {
 
   /** The counters the dashboard's history samples (all also in /metrics and /debug/vars). */
   totals(): { results: Record<CacheResult, number>; served: { cache: number; upstream: number }; cacheBytes: number } {
-    return { results: { ...this.results }, served: { ...this.served }, cacheBytes: this.sources.cache().bytes };
+    const { results, served } = this.merged();
+    return { results, served, cacheBytes: this.sources.cache().bytes };
   }
 
   get contentType(): string {
     return this.registry.contentType;
   }
 
-  prometheus(): Promise<string> {
-    return this.registry.metrics();
+  private peers: (() => Promise<MetricsSnapshot[]>) | undefined;
+  private peerSnapshots: MetricsSnapshot[] = [];
+
+  /** Several workers: how to gather the others' snapshots (merged into what this one reports). */
+  setPeers(gather: () => Promise<MetricsSnapshot[]>): void {
+    this.peers = gather;
+  }
+
+  /** Gathers the other workers' counters now; what expvar() and totals() merge until the next refresh. */
+  async refreshPeers(): Promise<void> {
+    if (this.peers) this.peerSnapshots = await this.peers();
+  }
+
+  /** This worker's counters, for another worker's merge. */
+  async snapshot(): Promise<MetricsSnapshot> {
+    return { prom: await this.registry.getMetricsAsJSON(), counters: this.counters(), downloads: this.sources.downloads?.() ?? [] };
+  }
+
+  private counters(): Counters {
+    const upstreams = Object.fromEntries([...this.upstreamStats].map(([name, { latencies: _, ...st }]) => [name, st]));
+    return structuredClone({ vars: this.vars, extra: this.extra, results: this.results, served: this.served, upstreams });
+  }
+
+  /** This worker's counters plus the others' (as last refreshed). */
+  private merged(): Counters {
+    const c = this.counters();
+    for (const p of this.peerSnapshots) {
+      const { upstreams, ...rest } = p.counters;
+      addInto(c, { ...rest, upstreams: {} });
+      for (const [name, st] of Object.entries(upstreams)) c.upstreams[name] = mergeUpstream(c.upstreams[name], st);
+    }
+    return c;
+  }
+
+  async prometheus(): Promise<string> {
+    if (!this.peers) return this.registry.metrics();
+    const [own, others] = await Promise.all([this.registry.getMetricsAsJSON(), this.peers()]);
+    return AggregatorRegistry.aggregate([own, ...others.map((o) => o.prom)]).metrics();
   }
 
   /** /debug/vars: expvar-style, like distribution (cmdline, memstats, registry.proxy.{blobs,manifests}). */
   expvar(): Record<string, unknown> {
     const mem = process.memoryUsage();
     const cache = this.sources.cache();
+    const { vars, extra, results, served, upstreams: stats } = this.merged();
     return {
       cmdline: process.argv,
       memstats: { Alloc: mem.heapUsed, HeapAlloc: mem.heapUsed, HeapSys: mem.heapTotal, Sys: mem.rss, External: mem.external },
-      registry: { proxy: { blobs: { ...this.vars.blobs }, manifests: { ...this.vars.manifests } } },
+      registry: { proxy: { blobs: vars.blobs, manifests: vars.manifests } },
       regcache: {
         cache: {
           bytes: cache.bytes,
@@ -413,21 +500,17 @@ export class Metrics {
           maxBytes: cache.maxBytes ?? null,
           lowWatermark: cache.lowWatermark ?? null,
         },
-        evictions: { blobs: this.extra.evictions, bytes: this.extra.evictedBytes, recent: [...this.recentEvictions] },
-        coalescedWaits: this.extra.coalescedWaits,
-        staleServed: this.extra.staleServed,
-        requests: { ...this.results },
-        servedBytes: { ...this.served },
-        pullsSaved: this.extra.pullsSaved,
-        savings: savings(this.served.cache, this.sources.egress),
+        evictions: { blobs: extra.evictions, bytes: extra.evictedBytes, recent: [...this.recentEvictions] },
+        coalescedWaits: extra.coalescedWaits,
+        staleServed: extra.staleServed,
+        requests: results,
+        servedBytes: served,
+        pullsSaved: extra.pullsSaved,
+        savings: savings(served.cache, this.sources.egress),
         storageHealthy: this.sources.storageHealthy(),
-        downloads: this.sources.downloads?.() ?? [],
+        downloads: [...(this.sources.downloads?.() ?? []), ...this.peerSnapshots.flatMap((p) => p.downloads)],
         upstreams: Object.fromEntries(
-          this.sources.upstreams().map((u) => {
-            const st = this.upstreamStats.get(u.name);
-            const requests = st ? (({ latencies: _, ...rest }) => rest)(st) : null;
-            return [u.name, { rateLimit: u.rateLimit() ?? null, breaker: u.breaker?.() ?? null, requests }];
-          }),
+          this.sources.upstreams().map((u) => [u.name, { rateLimit: u.rateLimit() ?? null, breaker: u.breaker?.() ?? null, requests: stats[u.name] ?? null }]),
         ),
       },
     };

@@ -86,6 +86,7 @@ export function debugHandler(opts: { state: HealthState; metrics: Metrics; prome
     try {
       if (healthRoute(opts.state, req, res, p)) return;
       if (p === '/debug/vars' && req.method === 'GET') {
+        await opts.metrics.refreshPeers();
         send(res, 200, JSON.stringify(opts.metrics.expvar(), null, 2));
         return;
       }

@@ -1,9 +1,10 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
+import type { IpcCoordination } from '../coordination/ipc.js';
 import { openLifecycle, type CacheLifecycle } from '../lifecycle/runtime.js';
 import { listenOn } from '../net/listen.js';
-import { Observability } from '../observability/index.js';
+import { Observability, type MetricsSnapshot } from '../observability/index.js';
 import { BlobScopes, PullThroughCache, type UpstreamHandle } from '../proxy/index.js';
 import { RegistryApi } from '../registry/api.js';
 import { UpstreamRouter } from '../registry/router.js';
@@ -31,18 +32,31 @@ export interface RunningApp {
   close(): Promise<void>;
 }
 
+export interface AppOptions {
+  /**
+   * A worker of several (regcache.workers): the channel to the others. It coordinates fetches unless Redis
+   * does, and merges the workers' metrics.
+   */
+  workers?: IpcCoordination;
+  /** Which worker this is: worker 0 manages the cache (metadata lock, eviction, admin API) for all of them. */
+  worker?: number;
+}
+
+/** Index events a worker tells the others, so that every worker's index knows what storage holds. */
+const SHARED_INDEX_EVENTS = ['blobFetched', 'manifestFetched', 'tagValidated'] as const;
+
 /** The composition root: builds every part in dependency order, each registering its teardown as it is made. */
-export async function startApp(config: Config, logger: Logger): Promise<RunningApp> {
+export async function startApp(config: Config, logger: Logger, opts: AppOptions = {}): Promise<RunningApp> {
   const disposers = new DisposerStack();
   try {
-    return await compose(config, logger, disposers);
+    return await compose(config, logger, disposers, opts);
   } catch (e) {
     await disposers.disposeAll().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'cleanup after a failed start failed'));
     throw e;
   }
 }
 
-async function compose(config: Config, logger: Logger, disposers: DisposerStack): Promise<RunningApp> {
+async function compose(config: Config, logger: Logger, disposers: DisposerStack, opts: AppOptions): Promise<RunningApp> {
   const security = disposers.use(await Security.open(config, logger), (s) => s.close());
   const observability = disposers.use(new Observability(config, logger), (o) => o.close());
   const storage = disposers.use(
@@ -52,11 +66,25 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
   const { removed, warnings } = await storage.cleanup();
   if (removed > 0) logger.info({ removed }, 'removed leftovers of interrupted downloads');
   for (const w of warnings) logger.warn(`storage cleanup: ${w}`);
-  const lifecycle = disposers.use(await openLifecycle(config, storage, logger), (l) => l.close());
+  const lifecycle = disposers.use(await openLifecycle(config, storage, logger, { serveOnly: (opts.worker ?? 0) > 0 }), (l) => l.close());
 
-  const events: ProxyEvents = { ...observability.metrics.events, ...lifecycle.events };
+  // redis: replicas sharing one storage fetch each uncached blob once between them; workers of one server
+  // do the same over IPC. Loaded on demand, like the S3 driver: only replicas sharing a storage need Redis.
+  const workers = opts.workers && disposers.use(opts.workers, (w) => w.close());
+  const coordination = config.redis
+    ? disposers.use((await import('../coordination/index.js')).createCoordination(config.redis, logger), (c) => c.close())
+    : workers;
+  if (workers) {
+    workers.provide(() => observability.metrics.snapshot());
+    observability.metrics.setPeers(() => workers.gather<MetricsSnapshot>());
+  }
+  const indexEvents = coordination?.share?.(lifecycle.events, SHARED_INDEX_EVENTS) ?? lifecycle.events;
+  const events: ProxyEvents = { ...observability.metrics.events, ...indexEvents };
+  const scopes = new BlobScopes(lifecycle.references);
+  // Workers: what upstream confirmed to one of them (a blob belongs to a repository) holds for all of them.
+  if (workers) Object.assign(scopes, workers.share({ confirm: scopes.confirm.bind(scopes) }, ['confirm'] as const));
   const proxy = new PullThroughCache(storage, logger, events, {
-    scopes: new BlobScopes(lifecycle.references),
+    scopes,
     negativeTtlMs: config.regcache.negativeTtlMs,
     manifestMemoryBytes: config.regcache.cache.manifestMemoryBytes,
   });
@@ -68,11 +96,6 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
     disposers.defer(() => client.close());
     return { config: u, client };
   });
-  // redis: replicas sharing one storage fetch each uncached blob once between them.
-  // Loaded on demand, like the S3 driver: only replicas sharing a storage need Redis.
-  const coordination = config.redis
-    ? disposers.use((await import('../coordination/index.js')).createCoordination(config.redis, logger), (c) => c.close())
-    : undefined;
   proxy.blobs.setCoordinator(coordination?.coordinator);
   proxy.manifests.setCoordinator(coordination?.coordinator);
   observability.watch({
@@ -86,7 +109,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack)
   lifecycle.start({
     proxy,
     resolve: (name) => router.resolve(name),
-    isLeader: coordination?.leadership('sweeper', SWEEPER_LEADER_TTL_MS).isLeader,
+    campaign: coordination && (() => coordination.leadership('sweeper', SWEEPER_LEADER_TTL_MS).isLeader),
     access: coordination?.access,
     onRemoved: (reason, blobs, bytes) => observability.metrics.evicted(reason, blobs, bytes),
   });

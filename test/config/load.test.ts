@@ -70,6 +70,7 @@ describe('DESIGN.md reference config', () => {
       regcache: {
         requireauth: false,
         negativeTtlMs: 15_000,
+        workers: 1,
         acme: { challenge: 'tls-alpn-01', httpaddr: ':80' },
         cache: { lowwatermark: 0.9, manifestMemoryBytes: 64 * 1024 * 1024 },
         dashboard: { enabled: true, path: '/dashboard', mainlistener: false, egressprice: 0.09, currency: 'USD' },

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
-import { startRegcache, type RunningRegcache } from '../support/regcache.js';
+import { startRegcache, type RunningRegcache, TEST_WORKERS } from '../support/regcache.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
 import { canRunContainerd, containerdPullThroughMirror, startContainerd, type Containerd } from '../support/containerd.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
@@ -49,7 +49,9 @@ describe('containerd with a docker.io hosts.toml, through a non-Hub upstream', {
       const served = cache.logs.filter((l) => l.msg === 'request' && String(l.query ?? '').includes('ns=docker.io') && l.status === 200);
       assert.ok(served.length >= 3, `manifest and blobs served with ns=docker.io: ${served.length}`);
       const notes = cache.logs.filter((l) => String(l.msg).startsWith('a client asked for another registry'));
-      assert.equal(notes.length, 1, 'logged once, not per request');
+      // once per process: with several workers, at most once by each of them
+      assert.ok(notes.length >= 1 && notes.length <= TEST_WORKERS, `logged once, not per request: ${notes.length}`);
+      assert.equal(new Set(notes.map((n) => n.worker)).size, notes.length, 'at most once per worker');
       assert.equal(notes[0]!.level, 30, 'at info');
       assert.equal(notes[0]!.ns, 'docker.io');
     } finally {

@@ -9,6 +9,8 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/log.js';
 import { startApp, type RunningApp } from '../../src/server/app.js';
+import { startCluster, type RunningCluster } from '../../src/server/cluster.js';
+import { openStorage } from '../../src/storage/index.js';
 import { deepMerge } from './registry.js';
 import { freePort } from './ports.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './process.js';
@@ -34,6 +36,29 @@ function hasDriver(storage: unknown): boolean {
   return typeof storage === 'object' && storage !== null && ['filesystem', 'inmemory', 's3'].some((d) => d in storage);
 }
 
+/**
+ * REGCACHE_TEST_WORKERS=N: every startRegcache runs N worker processes (regcache.workers) instead of one
+ * in-process app, so that the same tests check that workers behave as one process (see test/workers/).
+ */
+export const TEST_WORKERS = Number(process.env.REGCACHE_TEST_WORKERS ?? 1);
+
+/**
+ * A cluster as RunningApp: `storage` is the same storage opened in the test process; the other in-process parts
+ * (proxy, lifecycle, ...) live in the workers and are not reachable.
+ */
+async function clusterApp(c: RunningCluster, config: Config): Promise<RunningApp> {
+  const storage = await openStorage(config.storage, { redirect: false });
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> => (closed ??= c.close().then(() => storage.close()));
+  const app = { urls: c.urls, debugUrl: c.debugUrl, storage, close, pids: () => c.pids() };
+  return new Proxy(app, {
+    get(target, prop) {
+      if (prop in target || typeof prop === 'symbol' || prop === 'then') return (target as Record<string | symbol, unknown>)[prop];
+      throw new Error(`app.${String(prop)} is in the worker processes (REGCACHE_TEST_WORKERS=${TEST_WORKERS}): this test cannot run with workers`);
+    },
+  }) as unknown as RunningApp;
+}
+
 /** In-process regcache on a free loopback port, filesystem storage in a temp dir (or `root`). */
 export async function startRegcache(opts: {
   /** distribution's proxy.remoteurl; omit to configure upstreams only through regcache.upstreams. */
@@ -54,15 +79,25 @@ export async function startRegcache(opts: {
     ...(opts.upstreamUrl !== undefined && { proxy: { remoteurl: opts.upstreamUrl } }),
     regcache: { timeouts: { connect: '2s', headers: '5s', idle: '5s' } },
   };
-  const { config } = parseConfig(stringify(deepMerge(base, opts.config ?? {})), {}, 'test');
+  const ownWorkers = (opts.config?.regcache as { workers?: unknown } | undefined)?.workers;
+  const workers = TEST_WORKERS > 1 && ownWorkers === undefined ? { regcache: { workers: TEST_WORKERS } } : {};
+  const { config } = parseConfig(stringify(deepMerge(deepMerge(base, opts.config ?? {}), workers)), {}, 'test');
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString().split('\n')) {
+        if (!line) continue;
+        try {
+          logs.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          process.stderr.write(`${line}\n`); // a worker's non-log output (a Node warning)
+        }
+      }
       cb();
     },
   });
-  const app = await startApp(config, createLogger(config.log, sink));
+  const logger = createLogger(config.log, sink);
+  const app = config.regcache.workers > 1 ? await clusterApp(await startCluster(config, logger, { output: sink }), config) : await startApp(config, logger);
   const url = app.urls[0]!;
   return {
     url,

@@ -1,0 +1,3 @@
+// test/proxy/coalescing.test.ts again with regcache.workers = 2: the workers must behave as one process.
+process.env.REGCACHE_TEST_WORKERS = '2';
+await import('../proxy/coalescing.test.js');
