@@ -17,6 +17,8 @@ export interface BenchOptions {
   tmpDir?: string;
   /** write a V8 CPU profile of regcache (node --cpu-prof) into this dir */
   cpuProfDir?: string;
+  /** regcache.workers for regcache (default: regcache's own default) */
+  workers?: number;
   out: string;
 }
 
@@ -98,6 +100,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--only regcache|distribution-v
   --no-build   do not compile dist/ first (use it as it is)
   --tmp DIR    put temp data (about 5 GB at full size) under DIR instead of the OS temp dir
   --cpu-prof D write regcache's V8 CPU profile (node --cpu-prof) into D
+  --workers N  run regcache with regcache.workers: N (server processes on one port)
   --out FILE   JSON results (default bench/results/latest.json)`;
 
 export function parseOptions(argv: string[]): BenchOptions {
@@ -110,6 +113,7 @@ export function parseOptions(argv: string[]): BenchOptions {
       'no-build': { type: 'boolean', default: false },
       tmp: { type: 'string' },
       'cpu-prof': { type: 'string' },
+      workers: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -123,6 +127,8 @@ export function parseOptions(argv: string[]): BenchOptions {
     throw new Error(`--only must be one of ${SERVER_NAMES.join(', ')}, not ${values.only}\n${USAGE}`);
   }
   const regcacheFrom = values.tsx ? 'tsx' : 'dist';
+  const workers = values.workers === undefined ? undefined : Number(values.workers);
+  if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be a number of processes, not ${values.workers}\n${USAGE}`);
   return {
     quick: values.quick,
     servers: values.only ? [values.only as ServerName] : [...SERVER_NAMES],
@@ -130,6 +136,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     build: regcacheFrom === 'dist' && !values['no-build'],
     tmpDir: values.tmp,
     cpuProfDir: values['cpu-prof'],
+    workers,
     out: values.out ?? new URL('./results/latest.json', import.meta.url).pathname,
   };
 }

@@ -1,5 +1,5 @@
-// Memory and CPU of a server process, read from /proc (Linux).
-import { readFileSync } from 'node:fs';
+// Memory and CPU of a server process and its children (regcache.workers), read from /proc (Linux).
+import { readdirSync, readFileSync } from 'node:fs';
 
 const CLOCK_TICKS = 100; // USER_HZ; 100 on every Linux this runs on
 
@@ -17,27 +17,58 @@ export interface ProcSampler {
   stop(): void;
 }
 
-/** Samples VmRSS/VmHWM every intervalMs; VmHWM (the kernel's own peak) covers spikes between samples. */
+/** The process and its descendants (the workers of a server running several). */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      try {
+        out.push(...readFileSync(`/proc/${out[i]}/task/${t}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number));
+      } catch {
+        // the task ended
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Samples VmRSS (summed over the process tree) every intervalMs; for a single process VmHWM (the kernel's own
+ * peak) also covers spikes between samples.
+ */
 export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
   let peak = 0;
   let rss = 0;
   let stepPeak = 0;
   let lastCpu = { user: 0, system: 0 };
   const sample = () => {
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      for (const key of ['VmRSS', 'VmHWM']) {
-        const kb = Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
-        peak = Math.max(peak, kb * 1024);
-        if (key === 'VmRSS') {
-          rss = kb * 1024;
-          stepPeak = Math.max(stepPeak, rss);
-        }
+    const pids = processTree(pid);
+    let total = 0;
+    let cpu = { user: 0, system: 0 };
+    for (const p of pids) {
+      try {
+        const status = readFileSync(`/proc/${p}/status`, 'utf8');
+        const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+        total += kb('VmRSS') * 1024;
+        if (pids.length === 1) peak = Math.max(peak, kb('VmHWM') * 1024);
+        const c = readCpu(p, p === pid);
+        cpu = { user: cpu.user + c.user, system: cpu.system + c.system };
+      } catch {
+        // gone: keep what was seen
       }
-      lastCpu = readCpu(pid);
-    } catch {
-      // the process is gone: keep what was seen
     }
+    if (total === 0) return; // the server is gone
+    rss = total;
+    peak = Math.max(peak, rss);
+    stepPeak = Math.max(stepPeak, rss);
+    // CPU only grows: a worker that exited between samples must not make it go back
+    lastCpu = { user: Math.max(lastCpu.user, cpu.user), system: Math.max(lastCpu.system, cpu.system) };
   };
   sample();
   const timer = setInterval(sample, intervalMs);
@@ -72,9 +103,10 @@ export function sampleProcess(pid: number, intervalMs = 100): ProcSampler {
   };
 }
 
-function readCpu(pid: number): { user: number; system: number } {
+/** utime and stime; with `reaped`, also cutime and cstime (children that exited and were waited for). */
+function readCpu(pid: number, reaped: boolean): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // fields after the parenthesised command name (which may contain spaces); utime and stime are fields 14 and 15
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS };
+  // fields after the parenthesised command name (which may contain spaces); utime..cstime are fields 14 to 17
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  return { user: (f[11]! + (reaped ? f[13]! : 0)) / CLOCK_TICKS, system: (f[12]! + (reaped ? f[14]! : 0)) / CLOCK_TICKS };
 }

@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     date: started.toISOString(),
     durationSeconds: (Date.now() - started.getTime()) / 1000,
     machine,
-    options: { quick: opts.quick, servers: opts.servers, regcacheFrom: opts.regcacheFrom },
+    options: { quick: opts.quick, servers: opts.servers, regcacheFrom: opts.regcacheFrom, workers: opts.workers },
     sizes,
     fixtures,
     results,

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from '../test/support/ports.js';
-import { startProcess, waitForHttp, type ManagedProcess } from '../test/support/process.js';
+import { startProcess, waitFor, waitForHttp, type ManagedProcess } from '../test/support/process.js';
 import { startRegistry, type RunningRegistry } from '../test/support/registry.js';
 import { removeDir } from '../test/support/tmp.js';
 import type { ServerName } from './options.js';
@@ -51,7 +51,7 @@ const LOG = { level: 'info', formatter: 'json', accesslog: { disabled: true } };
 export async function startServer(
   name: ServerName,
   remoteUrl: string,
-  opts: { regcacheFrom: 'dist' | 'tsx'; cpuProfDir?: string },
+  opts: { regcacheFrom: 'dist' | 'tsx'; cpuProfDir?: string; workers?: number },
 ): Promise<ServerUnderTest> {
   const work = await makeBenchDir(name);
   try {
@@ -75,7 +75,8 @@ export async function startServer(
       args = ['serve', join(work, 'config.yml')];
       describe = execFileSync(cmd, ['--version'], { encoding: 'utf8' }).trim();
     } else {
-      config = { version: 0.1, log: LOG, storage, http, proxy: { remoteurl: remoteUrl }, regcache: { freshness: '30s' } };
+      const regcache = { freshness: '30s', ...(opts.workers !== undefined && { workers: opts.workers }) };
+      config = { version: 0.1, log: LOG, storage, http, proxy: { remoteurl: remoteUrl }, regcache };
       const prof = opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : [];
       const entry =
         opts.regcacheFrom === 'dist' ? [join(REPO_ROOT, 'bin/regcache.js')] : ['--import', import.meta.resolve('tsx'), join(REPO_ROOT, 'src/cli/main.ts')];
@@ -83,7 +84,7 @@ export async function startServer(
       args = [...prof, ...entry, 'serve', '--config', join(work, 'config.yml')];
       describe = `regcache ${regcacheVersion()} on node ${process.version}, ${
         opts.regcacheFrom === 'dist' ? 'compiled JS (bin/regcache.js → dist/)' : 'TypeScript through tsx (src/)'
-      }${opts.cpuProfDir ? ', with --cpu-prof' : ''}`;
+      }${opts.workers ? `, ${opts.workers} worker${opts.workers > 1 ? 's' : ''}` : ''}${opts.cpuProfDir ? ', with --cpu-prof' : ''}`;
     }
     await writeFile(join(work, 'config.yml'), stringify(config));
     const logFile = join(work, `${name}.log`);
@@ -93,6 +94,10 @@ export async function startServer(
     const proc = await startProcess(cmd, args, { logFile, env, cwd: work });
     const url = `http://127.0.0.1:${port}`;
     await waitReady(proc, url, name);
+    // Several workers: worker 0 answers first; the run starts once every worker serves (and startup counts it)
+    if (name === 'regcache' && (opts.workers ?? 1) > 1) {
+      await waitFor(async () => (await proc.logTail(1 << 20)).includes('all workers ready'), { timeoutMs: 30_000, intervalMs: 10, what: 'all workers ready' });
+    }
     const startupMs = performance.now() - spawned;
     return {
       name,
