@@ -23,12 +23,6 @@ export interface ClusterCoordination {
   readonly healthy: boolean;
   /** Where Redis is (host:port), for health messages. */
   readonly addr: string;
-  /**
-   * Workers of one server (src/coordination/ipc.ts): `events` with the named ones also applied in every other
-   * worker, so that each worker's index knows what the others stored. Replicas on several hosts learn that
-   * from storage instead.
-   */
-  share?<T extends object>(events: T, names: ReadonlyArray<keyof T & string>): T;
   close(): Promise<void>;
 }
 

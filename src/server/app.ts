@@ -71,14 +71,15 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack,
   // redis: replicas sharing one storage fetch each uncached blob once between them; workers of one server
   // do the same over IPC. Loaded on demand, like the S3 driver: only replicas sharing a storage need Redis.
   const workers = opts.workers && disposers.use(opts.workers, (w) => w.close());
-  const coordination = config.redis
+  const redis = config.redis
     ? disposers.use((await import('../coordination/index.js')).createCoordination(config.redis, logger), (c) => c.close())
-    : workers;
+    : undefined;
+  const coordination = redis ?? workers;
   if (workers) {
     workers.provide(() => observability.metrics.snapshot());
     observability.metrics.setPeers(() => workers.gather<MetricsSnapshot>());
   }
-  const indexEvents = coordination?.share?.(lifecycle.events, SHARED_INDEX_EVENTS) ?? lifecycle.events;
+  const indexEvents = workers?.share(lifecycle.events, SHARED_INDEX_EVENTS) ?? lifecycle.events;
   const events: ProxyEvents = { ...observability.metrics.events, ...indexEvents };
   const scopes = new BlobScopes(lifecycle.references);
   // Workers: what upstream confirmed to one of them (a blob belongs to a repository) holds for all of them.
@@ -102,7 +103,7 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack,
     storage,
     cache: () => ({ bytes: lifecycle.index.totalBytes, blobs: lifecycle.index.blobCount }),
     upstreams: () => upstreams.map((u) => u.client),
-    coordination: coordination && (() => ({ fallbacks: coordination.fallbacks, healthy: coordination.healthy, addr: coordination.addr })),
+    coordination: redis && (() => ({ fallbacks: redis.fallbacks, healthy: redis.healthy, addr: redis.addr })),
     downloads: () => proxy.blobs.downloads(),
   });
   const router = new UpstreamRouter(upstreams, logger);
