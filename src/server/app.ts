@@ -92,8 +92,14 @@ async function compose(config: Config, logger: Logger, disposers: DisposerStack,
   // Runs after the upstream clients closed (below): downloads they cut off fail and remove their temp files.
   disposers.defer(() => Promise.race([proxy.blobs.drain(), delay(ABORTED_DOWNLOADS_GRACE_MS)]));
 
+  // Workers: an upstream one of them finds reachable again is reachable for all (no worker keeps its breaker
+  // open, answering 503, while the others serve).
+  const clients = new Map<string, UpstreamHandle['client']>();
+  const reachable = workers?.share({ upstreamReachable: (name: string) => clients.get(name)?.markReachable?.() }, ['upstreamReachable'] as const);
   const upstreams: UpstreamHandle[] = config.upstreams.map((u) => {
-    const client = observability.instrument(createUpstream(u, { logger: logger.child({ upstream: u.name }) }));
+    const onReachable = reachable && (() => reachable.upstreamReachable(u.name));
+    const client = observability.instrument(createUpstream(u, { logger: logger.child({ upstream: u.name }), onReachable }));
+    clients.set(u.name, client);
     disposers.defer(() => client.close());
     return { config: u, client };
   });

@@ -26,11 +26,13 @@ const MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024;
 
 export interface UpstreamDeps {
   logger: Logger;
+  /** The circuit breaker closed again (the upstream answered after being marked down): e.g. to tell other workers. */
+  onReachable?(): void;
 }
 
 export function createUpstream(cfg: UpstreamConfig, deps: UpstreamDeps): Upstream {
   const logger = deps.logger.bindings().upstream === undefined ? deps.logger.child({ upstream: cfg.name }) : deps.logger;
-  return new UpstreamClient(cfg, logger);
+  return new UpstreamClient(cfg, logger, deps.onReachable);
 }
 
 class UpstreamClient implements Upstream {
@@ -44,6 +46,7 @@ class UpstreamClient implements Upstream {
   constructor(
     private readonly cfg: UpstreamConfig,
     private readonly logger: Logger,
+    onReachable?: () => void,
   ) {
     this.name = cfg.name;
     const remote = new URL(cfg.remoteurl);
@@ -58,6 +61,7 @@ class UpstreamClient implements Upstream {
           logger.info({ breaker: to }, 'upstream probe: letting one request through');
         } else if (to === 'closed') {
           logger.info({ breaker: to }, 'upstream reachable again: circuit closed');
+          onReachable?.();
         }
       },
     });
@@ -100,6 +104,10 @@ class UpstreamClient implements Upstream {
 
   breaker(): BreakerStatus {
     return this.circuit.status();
+  }
+
+  markReachable(): void {
+    this.circuit.success();
   }
 
   async close(): Promise<void> {

@@ -66,5 +66,7 @@ export interface Upstream {
   rateLimit(): RateLimitInfo | undefined;
   /** The circuit breaker's state (src/upstream/breaker.ts); absent for clients without one. */
   breaker?(): BreakerStatus;
+  /** Another process of this server (a worker) got an answer from this upstream: closes the circuit breaker. */
+  markReachable?(): void;
   close(): Promise<void>;
 }
