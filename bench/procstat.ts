@@ -1,5 +1,6 @@
 // Memory and CPU of a server process and its children (regcache.workers), read from /proc (Linux).
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { processTree } from '../test/support/process.js';
 
 const CLOCK_TICKS = 100; // USER_HZ; 100 on every Linux this runs on
 
@@ -15,27 +16,6 @@ export interface ProcSampler {
   /** the same, split: user (the process's own code) and system (the kernel on its behalf) */
   cpu(): { user: number; system: number };
   stop(): void;
-}
-
-/** The process and its descendants (the workers of a server running several). */
-function processTree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    let tasks: string[] = [];
-    try {
-      tasks = readdirSync(`/proc/${out[i]}/task`);
-    } catch {
-      continue;
-    }
-    for (const t of tasks) {
-      try {
-        out.push(...readFileSync(`/proc/${out[i]}/task/${t}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number));
-      } catch {
-        // the task ended
-      }
-    }
-  }
-  return out;
 }
 
 /**

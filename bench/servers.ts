@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort } from '../test/support/ports.js';
-import { startProcess, waitFor, waitForHttp, type ManagedProcess } from '../test/support/process.js';
+import { startProcess, waitForHttp, waitForLog, type ManagedProcess } from '../test/support/process.js';
 import { startRegistry, type RunningRegistry } from '../test/support/registry.js';
 import { removeDir } from '../test/support/tmp.js';
 import type { ServerName } from './options.js';
@@ -96,7 +96,7 @@ export async function startServer(
     await waitReady(proc, url, name);
     // Several workers: worker 0 answers first; the run starts once every worker serves (and startup counts it)
     if (name === 'regcache' && (opts.workers ?? 1) > 1) {
-      await waitFor(async () => (await proc.logTail(1 << 20)).includes('all workers ready'), { timeoutMs: 30_000, intervalMs: 10, what: 'all workers ready' });
+      await waitForLog(proc, 'all workers ready', { timeoutMs: 30_000, intervalMs: 10 });
     }
     const startupMs = performance.now() - spawned;
     return {

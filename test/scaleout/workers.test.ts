@@ -8,18 +8,19 @@ import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { parseConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
+import { isAlive } from '../../src/util/owner.js';
 import { streamDigest } from '../support/digest.js';
 import { startFaultProxy, type FaultProxy } from '../support/faultproxy.js';
 import { buildImage, pushImage, type BuiltImage } from '../support/images.js';
-import { waitFor } from '../support/process.js';
+import { processTree, waitFor, waitForLog, type ManagedProcess } from '../support/process.js';
 import { freePort } from '../support/ports.js';
 import { startRegcacheProcess } from '../support/regcache.js';
 import { startRegistry, type RunningRegistry } from '../support/registry.js';
 import { makeTempDir, removeDir } from '../support/tmp.js';
 
 /** startRegcacheProcess returns once /v2/ answers, which worker 0 does before the others are up. */
-async function allWorkersReady(server: { proc: { logTail(n?: number): Promise<string> } }): Promise<void> {
-  await waitFor(async () => (await server.proc.logTail(1 << 20)).includes('"all workers ready"'), { timeoutMs: 60_000, what: 'all workers ready' });
+async function allWorkersReady(server: { proc: Pick<ManagedProcess, 'logTail'> }): Promise<void> {
+  await waitForLog(server.proc, '"all workers ready"', { timeoutMs: 60_000 });
 }
 
 /** A GET on a connection of its own: the cluster hands each new connection to the next worker. */
@@ -34,26 +35,11 @@ async function getFresh(url: string): Promise<{ status: number; digest: string; 
   }
 }
 
-/** Node child processes of a process: its workers (not, say, tsx's esbuild service). */
+/** The workers of a server: its node processes running worker.ts (not, say, tsx's esbuild service). */
 async function childPids(pid: number): Promise<number[]> {
   const out: number[] = [];
-  for (const t of await readdir(`/proc/${pid}/task`)) {
-    const text = await readFile(`/proc/${pid}/task/${t}/children`, 'utf8').catch(() => '');
-    for (const child of text.split(/\s+/).filter(Boolean).map(Number)) {
-      const cmd = await readFile(`/proc/${child}/cmdline`, 'utf8').catch(() => '');
-      if (cmd.includes('worker.')) out.push(child);
-    }
-  }
+  for (const p of processTree(pid).slice(1)) if ((await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')).includes('worker.')) out.push(p);
   return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function metricSum(debugUrl: string, name: string, labels: RegExp = /.*/): Promise<number> {
@@ -191,7 +177,7 @@ describe('regcache serve with 2 workers (real CLI process)', () => {
     const pids = await childPids(server.proc.pid);
     process.kill(server.proc.pid, 'SIGTERM');
     assert.deepEqual(await server.proc.exited, { code: 0, signal: null });
-    for (const pid of pids) await waitFor(() => !alive(pid), { timeoutMs: 10_000 });
+    for (const pid of pids) await waitFor(() => !isAlive(pid), { timeoutMs: 10_000 });
   });
 });
 

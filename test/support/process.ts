@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -128,6 +128,27 @@ export async function readTail(file: string, maxBytes = 4096): Promise<string> {
   }
 }
 
+/** The process and its descendants, parents first (e.g. a server and its workers), from /proc (Linux). */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue;
+    }
+    for (const t of tasks) {
+      try {
+        out.push(...readFileSync(`/proc/${out[i]}/task/${t}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number));
+      } catch {
+        // the task ended
+      }
+    }
+  }
+  return out;
+}
+
 /** Polls cond until it returns true; throws after timeoutMs. */
 export async function waitFor(
   cond: () => boolean | Promise<boolean>,
@@ -141,6 +162,11 @@ export async function waitFor(
     if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(intervalMs);
   }
+}
+
+/** Waits until the process's log (the last MiB of it) contains `text`; throws after timeoutMs. */
+export async function waitForLog(proc: Pick<ManagedProcess, 'logTail'>, text: string, opts: { timeoutMs?: number; intervalMs?: number } = {}): Promise<void> {
+  await waitFor(async () => (await proc.logTail(1 << 20)).includes(text), { ...opts, what: `${JSON.stringify(text)} in the log` });
 }
 
 /** Status code of one GET, or undefined if nothing answered (refused, reset, no response within 2 s). */
