@@ -10,20 +10,24 @@ export { RedisCoordinator, RedisLease, connectRedis, KEY_PREFIX, type RedisSetti
 export { tryLeadership, soleLeadership } from './leader.js';
 export { RedisAccessRecorder, ACCESS_KEY } from './access.js';
 
-/** Cross-replica coordination from `redis:` config: Redis locks that degrade to local ones when Redis fails. */
-export interface ClusterCoordination {
+/** What the cache policy and lifecycle need from whatever coordinates several processes (Redis, or workers' IPC). */
+export interface FetchCoordination {
   coordinator: Coordinator;
   /** Leader election for cluster-wide jobs (eviction sweeps). */
   leadership(name: string, ttlMs: number): Leadership;
   /** Cluster-wide access recency for the eviction plan. */
   access: AccessRecorder;
+  close(): Promise<void>;
+}
+
+/** Cross-replica coordination from `redis:` config: Redis locks that degrade to local ones when Redis fails. */
+export interface ClusterCoordination extends FetchCoordination {
   /** Coordination calls answered locally because Redis failed (regcache_coordination_fallbacks_total). */
   readonly fallbacks: number;
   /** Redis reachable: the connection is up (readiness). */
   readonly healthy: boolean;
   /** Where Redis is (host:port), for health messages. */
   readonly addr: string;
-  close(): Promise<void>;
 }
 
 export function createCoordination(settings: RedisSettings, logger: Logger): ClusterCoordination {

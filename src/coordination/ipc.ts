@@ -1,10 +1,10 @@
 import type { AccessRecorder, Coordinator, FetchLease, Leadership } from '../seams.js';
-import type { ClusterCoordination } from './index.js';
+import type { FetchCoordination } from './index.js';
 
 /**
  * Coordination among the worker processes of one server (regcache.workers), over node:cluster's IPC channel.
  * The primary process keeps the state (CoordinationHub); each worker talks to it through IpcCoordination,
- * which implements the same ClusterCoordination as Redis does for replicas on several hosts:
+ * which implements the same FetchCoordination as Redis does for replicas on several hosts:
  *
  * - leases: one worker fetches a blob or manifest, the others wait for its release and read storage. A lease
  *   is held until released or until its worker exits (the primary sees that at once, so no expiry is needed);
@@ -195,10 +195,8 @@ export function processChannel(): HubChannel {
 
 const NO_LEASE_NEEDED: FetchLease = { release: async () => {} };
 
-/** A worker's side: ClusterCoordination through the primary. */
-export class IpcCoordination implements ClusterCoordination {
-  readonly fallbacks = 0;
-  readonly addr = 'ipc';
+/** A worker's side: FetchCoordination through the primary. */
+export class IpcCoordination implements FetchCoordination {
   readonly coordinator: Coordinator;
   readonly access: AccessRecorder;
   private nextId = 1;
@@ -255,10 +253,6 @@ export class IpcCoordination implements ClusterCoordination {
         this.post({ op: 'forget', ids });
       },
     };
-  }
-
-  get healthy(): boolean {
-    return this.channel.connected;
   }
 
   leadership(name: string): Leadership {
